@@ -5,16 +5,18 @@ The public API works on NumPy arrays laid out batch-first, channels-first
 for any number of spatial dimensions.
 """
 
-from .conv import ConvGrads, conv, conv_backward, conv_transpose
+from .conv import Columns, ConvGrads, conv, conv_backward, conv_forward, conv_transpose
 from .geometry import ConvGeometry, output_size
 from .lowering import col2im, im2col
 
 __all__ = [
+    "Columns",
     "ConvGeometry",
     "ConvGrads",
     "col2im",
     "conv",
     "conv_backward",
+    "conv_forward",
     "conv_transpose",
     "im2col",
     "output_size",

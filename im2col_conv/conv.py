@@ -24,7 +24,7 @@ from ._arrays import as_numeric_array, batch_view
 from .geometry import ConvGeometry, IntOrTuple, PaddingLike, normalize_padding, normalize_tuple
 from .lowering import lower, scatter_add
 
-__all__ = ["ConvGrads", "conv", "conv_backward", "conv_transpose"]
+__all__ = ["Columns", "ConvGrads", "conv", "conv_backward", "conv_forward", "conv_transpose"]
 
 
 class ConvGrads(NamedTuple):
@@ -40,6 +40,29 @@ class ConvGrads(NamedTuple):
     input: NDArray[Any]
     weight: NDArray[Any]
     bias: NDArray[Any]
+
+
+class Columns(NamedTuple):
+    """The column matrix of one forward pass, kept so the backward pass need not rebuild it.
+
+    Returned by :func:`conv_forward` and accepted by :func:`conv_backward`.
+    Holding it costs ``prod(kernel)`` times the memory of the input.
+
+    Attributes
+    ----------
+    data : ndarray, shape (N, groups, C_in/groups * prod(kernel), L)
+        im2col of the input, grouped; read-only.
+    input_shape : tuple of int
+        Batched shape ``(N, C_in, *spatial)`` of the input it was built from.
+    geometry : ConvGeometry
+        The geometry it was built with.
+    groups : int
+    """
+
+    data: NDArray[Any]
+    input_shape: tuple[int, ...]
+    geometry: ConvGeometry
+    groups: int
 
 
 class _Operands(NamedTuple):
@@ -182,13 +205,62 @@ def conv(
     array([[[[ 54,  72],
              [144, 162]]]])
     """
+    return conv_forward(x, weight, bias, stride, padding, dilation, groups)[0]
+
+
+def conv_forward(
+    x: ArrayLike,
+    weight: ArrayLike,
+    bias: ArrayLike | None = None,
+    stride: IntOrTuple = 1,
+    padding: PaddingLike = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+) -> tuple[NDArray[Any], Columns]:
+    """:func:`conv`, also returning the column matrix for :func:`conv_backward`.
+
+    Parameters are those of :func:`conv`.
+
+    Returns
+    -------
+    y : ndarray, shape (N, C_out, *out_spatial) or (C_out, *out_spatial)
+        Same as ``conv(x, weight, bias, ...)``.
+    columns : Columns
+        The im2col of ``x``; pass it as ``conv_backward(..., columns=columns)``
+        to skip rebuilding it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.arange(25).reshape(1, 1, 5, 5)
+    >>> w = np.ones((1, 1, 3, 3), dtype=int)
+    >>> y, columns = conv_forward(x, w, stride=2)
+    >>> columns.data.shape  # (N, groups, C_in/groups * 3 * 3, L)
+    (1, 1, 9, 4)
+    >>> conv_backward(np.ones_like(y), x, w, stride=2, columns=columns).bias
+    array([4])
+    """
     ops = _prepare(x, weight, {"bias": bias}, stride, padding, dilation, groups)
     b = _check_bias(bias, ops.weight.shape[0], ops.dtype)
     n, g = ops.x.shape[0], ops.groups
     cols = _columns(ops.x, ops.geometry, g)
+    cols.flags.writeable = False
     y = np.matmul(_grouped_weight(ops.weight, g), cols)  # (N, g, C_out/g, L)
     y = _add_bias(y.reshape(n, -1, *ops.geometry.output_size), b)
-    return y[0] if ops.unbatched else y
+    columns = Columns(cols, ops.x.shape, ops.geometry, g)
+    return (y[0] if ops.unbatched else y), columns
+
+
+def _check_columns(columns: Columns, ops: _Operands) -> NDArray[Any]:
+    if not isinstance(columns, Columns):
+        raise TypeError(f"columns must be the Columns returned by conv_forward, got {type(columns).__name__}")
+    if (columns.input_shape, columns.geometry, columns.groups) != (ops.x.shape, ops.geometry, ops.groups):
+        raise ValueError(
+            f"columns were built for input shape {columns.input_shape}, {columns.geometry}, "
+            f"groups={columns.groups}; this call has input shape {ops.x.shape}, {ops.geometry}, "
+            f"groups={ops.groups}"
+        )
+    return columns.data.astype(ops.dtype, copy=False)
 
 
 def conv_backward(
@@ -199,6 +271,8 @@ def conv_backward(
     padding: PaddingLike = 0,
     dilation: IntOrTuple = 1,
     groups: int = 1,
+    *,
+    columns: Columns | None = None,
 ) -> ConvGrads:
     """Gradients of a convolution, by matrix products and a col2im scatter-add.
 
@@ -219,6 +293,9 @@ def conv_backward(
         The forward kernel.
     stride, padding, dilation, groups
         As given to :func:`conv`.
+    columns : Columns, optional
+        The column matrix returned by :func:`conv_forward` for this ``x``; if
+        given, ``x`` is not lowered again.
 
     Returns
     -------
@@ -258,7 +335,10 @@ def conv_backward(
     delta = gy.astype(ops.dtype, copy=False).reshape(n, g, c_out // g, geometry.output_volume)
     w = _grouped_weight(ops.weight, g)  # (g, C_out/g, C_in/g * K)
 
-    cols = _columns(ops.x, geometry, g)  # (N, g, C_in/g * K, L)
+    if columns is None:
+        cols = _columns(ops.x, geometry, g)  # (N, g, C_in/g * K, L)
+    else:
+        cols = _check_columns(columns, ops)
     grad_w = np.matmul(delta, cols.swapaxes(-1, -2)).sum(axis=0)
     grad_b = delta.sum(axis=(0, 3)).reshape(c_out)
     del cols
