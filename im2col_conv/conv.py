@@ -20,9 +20,10 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from . import _engine
 from ._arrays import as_numeric_array, batch_view
 from .geometry import ConvGeometry, IntOrTuple, PaddingLike, normalize_padding, normalize_tuple
-from .lowering import lower, scatter_add
+from .workspace import DEFAULT_WORKSPACE, check_workspace
 
 __all__ = ["Columns", "ConvGrads", "conv", "conv_backward", "conv_forward", "conv_transpose"]
 
@@ -50,8 +51,9 @@ class Columns(NamedTuple):
 
     Attributes
     ----------
-    data : ndarray, shape (N, groups, C_in/groups * prod(kernel), L)
-        im2col of the input, grouped; read-only.
+    data : ndarray, shape (groups, C_in/groups * prod(kernel), N * L)
+        im2col of the input, grouped, the batch inside the column index
+        (column ``n * L + l`` is output position ``l`` of sample ``n``); read-only.
     input_shape : tuple of int
         Batched shape ``(N, C_in, *spatial)`` of the input it was built from.
     geometry : ConvGeometry
@@ -66,7 +68,7 @@ class Columns(NamedTuple):
 
 
 class _Operands(NamedTuple):
-    x: NDArray[Any]  # batched (N, C_in, *spatial), cast to dtype
+    x: NDArray[Any]  # batched (N, C_in, *spatial); cast chunk by chunk, never whole
     weight: NDArray[Any]  # cast to dtype
     geometry: ConvGeometry
     groups: int
@@ -117,9 +119,7 @@ def _prepare(
         )
     geometry = ConvGeometry.create(batched.shape[2:], w_arr.shape[2:], stride, padding, dilation)
     dtype = np.result_type(x_arr, w_arr, *extra_arrays)
-    return _Operands(
-        batched.astype(dtype, copy=False), w_arr.astype(dtype, copy=False), geometry, g, unbatched, dtype
-    )
+    return _Operands(batched, w_arr.astype(dtype, copy=False), geometry, g, unbatched, dtype)
 
 
 def _check_bias(bias: ArrayLike | None, c_out: int, dtype: np.dtype[Any]) -> NDArray[Any] | None:
@@ -138,14 +138,6 @@ def _grouped_weight(weight: NDArray[Any], groups: int) -> NDArray[Any]:
     return weight.reshape(groups, weight.shape[0] // groups, -1)
 
 
-def _columns(x: NDArray[Any], geometry: ConvGeometry, groups: int) -> NDArray[Any]:
-    """im2col of a batched input, grouped: ``(N, g, C_in/g * prod(k), L)``."""
-    n, c = x.shape[:2]
-    return lower(x, geometry).reshape(
-        n, groups, (c // groups) * geometry.kernel_volume, geometry.output_volume
-    )
-
-
 def _add_bias(y: NDArray[Any], bias: NDArray[Any] | None) -> NDArray[Any]:
     if bias is not None:
         y += bias.reshape((-1,) + (1,) * (y.ndim - 2))
@@ -160,6 +152,8 @@ def conv(
     padding: PaddingLike = 0,
     dilation: IntOrTuple = 1,
     groups: int = 1,
+    *,
+    workspace: int = DEFAULT_WORKSPACE,
 ) -> NDArray[Any]:
     """N-D convolution (cross-correlation, as in deep learning) by im2col and one matrix product.
 
@@ -182,6 +176,10 @@ def conv(
         element after), symmetric amounts or ``(before, after)`` pairs.
     groups : int, optional
         Split channels into this many independent convolutions (default 1).
+    workspace : int, optional
+        Bound in bytes on the temporary memory of the call (default 64 MiB).
+        The batch is lowered a few samples at a time to stay within it; a
+        single sample whose column matrix is larger still forms one chunk.
 
     Returns
     -------
@@ -205,7 +203,11 @@ def conv(
     array([[[[ 54,  72],
              [144, 162]]]])
     """
-    return conv_forward(x, weight, bias, stride, padding, dilation, groups)[0]
+    ops = _prepare(x, weight, {"bias": bias}, stride, padding, dilation, groups)
+    b = _check_bias(bias, ops.weight.shape[0], ops.dtype)
+    y, _ = _engine.forward(ops.x, ops.weight, ops.geometry, ops.groups, ops.dtype, check_workspace(workspace))
+    y = _add_bias(y.reshape(y.shape[:2] + ops.geometry.output_size), b)
+    return y[0] if ops.unbatched else y
 
 
 def conv_forward(
@@ -219,7 +221,8 @@ def conv_forward(
 ) -> tuple[NDArray[Any], Columns]:
     """:func:`conv`, also returning the column matrix for :func:`conv_backward`.
 
-    Parameters are those of :func:`conv`.
+    Parameters are those of :func:`conv`. The whole column matrix is kept,
+    ``prod(kernel)`` times the size of ``x``, so no workspace limit applies.
 
     Returns
     -------
@@ -235,19 +238,21 @@ def conv_forward(
     >>> x = np.arange(25).reshape(1, 1, 5, 5)
     >>> w = np.ones((1, 1, 3, 3), dtype=int)
     >>> y, columns = conv_forward(x, w, stride=2)
-    >>> columns.data.shape  # (N, groups, C_in/groups * 3 * 3, L)
-    (1, 1, 9, 4)
+    >>> columns.data.shape  # (groups, C_in/groups * 3 * 3, N * L)
+    (1, 9, 4)
     >>> conv_backward(np.ones_like(y), x, w, stride=2, columns=columns).bias
     array([4])
     """
     ops = _prepare(x, weight, {"bias": bias}, stride, padding, dilation, groups)
     b = _check_bias(bias, ops.weight.shape[0], ops.dtype)
-    n, g = ops.x.shape[0], ops.groups
-    cols = _columns(ops.x, ops.geometry, g)
+    y, cols = _engine.forward(
+        ops.x, ops.weight, ops.geometry, ops.groups, ops.dtype, DEFAULT_WORKSPACE, keep_columns=True
+    )
+    if cols is None:  # an empty batch has no columns
+        cols = np.zeros((ops.groups, ops.x.shape[1] // ops.groups * ops.geometry.kernel_volume, 0), ops.dtype)
     cols.flags.writeable = False
-    y = np.matmul(_grouped_weight(ops.weight, g), cols)  # (N, g, C_out/g, L)
-    y = _add_bias(y.reshape(n, -1, *ops.geometry.output_size), b)
-    columns = Columns(cols, ops.x.shape, ops.geometry, g)
+    y = _add_bias(y.reshape(y.shape[:2] + ops.geometry.output_size), b)
+    columns = Columns(cols, ops.x.shape, ops.geometry, ops.groups)
     return (y[0] if ops.unbatched else y), columns
 
 
@@ -273,6 +278,7 @@ def conv_backward(
     groups: int = 1,
     *,
     columns: Columns | None = None,
+    workspace: int = DEFAULT_WORKSPACE,
 ) -> ConvGrads:
     """Gradients of a convolution, by matrix products and a col2im scatter-add.
 
@@ -296,6 +302,9 @@ def conv_backward(
     columns : Columns, optional
         The column matrix returned by :func:`conv_forward` for this ``x``; if
         given, ``x`` is not lowered again.
+    workspace : int, optional
+        Bound in bytes on the temporary memory of the call (default 64 MiB),
+        as for :func:`conv`.
 
     Returns
     -------
@@ -326,31 +335,18 @@ def conv_backward(
     """
     ops = _prepare(x, weight, {"grad_output": grad_output}, stride, padding, dilation, groups)
     geometry, g = ops.geometry, ops.groups
-    n, c_in = ops.x.shape[:2]
-    c_out = ops.weight.shape[0]
-    gy = as_numeric_array(grad_output, "grad_output")
-    expected = (c_out, *geometry.output_size) if ops.unbatched else (n, c_out, *geometry.output_size)
+    n, c_out = ops.x.shape[0], ops.weight.shape[0]
+    given = as_numeric_array(grad_output, "grad_output")
+    gy = given[np.newaxis] if ops.unbatched else given
+    expected = (n, c_out, *geometry.output_size)
     if gy.shape != expected:
-        raise ValueError(f"grad_output must have the forward output's shape {expected}, got {gy.shape}")
-    delta = gy.astype(ops.dtype, copy=False).reshape(n, g, c_out // g, geometry.output_volume)
-    w = _grouped_weight(ops.weight, g)  # (g, C_out/g, C_in/g * K)
-
-    if columns is None:
-        cols = _columns(ops.x, geometry, g)  # (N, g, C_in/g * K, L)
-    else:
-        cols = _check_columns(columns, ops)
-    grad_w = np.matmul(delta, cols.swapaxes(-1, -2)).sum(axis=0)
-    grad_b = delta.sum(axis=(0, 3)).reshape(c_out)
-    del cols
-
-    grad_cols = np.matmul(w.swapaxes(-1, -2), delta)  # (N, g, C_in/g * K, L)
-    grad_cols = grad_cols.reshape(n, c_in, *geometry.kernel_size, *geometry.output_size)
-    grad_x = scatter_add(grad_cols, geometry)
-    return ConvGrads(
-        grad_x[0] if ops.unbatched else grad_x,
-        grad_w.reshape(ops.weight.shape),
-        grad_b,
-    )
+        shown = expected[1:] if ops.unbatched else expected
+        raise ValueError(f"grad_output must have the forward output's shape {shown}, got {given.shape}")
+    space = check_workspace(workspace)
+    cols = None if columns is None else _check_columns(columns, ops)
+    grad_x, grad_w = _engine.backward(gy, ops.x, ops.weight, geometry, g, ops.dtype, space, cols)
+    grad_b = gy.sum(axis=(0, *range(2, gy.ndim)), dtype=ops.dtype)
+    return ConvGrads(grad_x[0] if ops.unbatched else grad_x, grad_w.reshape(ops.weight.shape), grad_b)
 
 
 def conv_transpose(
@@ -362,6 +358,8 @@ def conv_transpose(
     output_padding: IntOrTuple = 0,
     dilation: IntOrTuple = 1,
     groups: int = 1,
+    *,
+    workspace: int = DEFAULT_WORKSPACE,
 ) -> NDArray[Any]:
     """Transposed convolution: the input-gradient map of :func:`conv`, applied to ``x``.
 
@@ -386,6 +384,8 @@ def conv_transpose(
         must be smaller than the stride or the dilation of its dimension.
     groups : int, optional
         Default 1.
+    workspace : int, optional
+        Bound in bytes on the temporary memory of the call (default 64 MiB).
 
     Returns
     -------
@@ -418,7 +418,7 @@ def conv_transpose(
         )
     d = w_arr.ndim - 2
     batched, unbatched = batch_view(x_arr, d, "x")
-    n, c_in = batched.shape[:2]
+    c_in = batched.shape[1]
     if c_in != w_arr.shape[0]:
         raise ValueError(f"x has {c_in} channels but weight of shape {w_arr.shape} expects {w_arr.shape[0]}")
     g = _check_groups(groups, c_in, w_arr.shape[1] * groups, w_arr.shape)
@@ -451,9 +451,8 @@ def conv_transpose(
     geometry = ConvGeometry(out_size, kernel, strides, pads, dilations)
     dtype = np.result_type(x_arr, w_arr, *([] if bias is None else [as_numeric_array(bias, "bias")]))
     b = _check_bias(bias, c_out, dtype)
-    xs = batched.astype(dtype, copy=False).reshape(n, g, c_in // g, -1)
-    w = w_arr.astype(dtype, copy=False).reshape(g, c_in // g, -1)  # (g, C_in/g, C_out/g * K)
-    cols = np.matmul(w.swapaxes(-1, -2), xs)  # (N, g, C_out/g * K, L_in)
-    cols = cols.reshape(n, c_out, *geometry.kernel_size, *in_size)
-    y = _add_bias(scatter_add(cols, geometry, grid_size=in_size, target_size=out_size), b)
+    space = check_workspace(workspace)
+    w = w_arr.astype(dtype, copy=False)
+    y = _engine.input_gradient(batched, w, geometry, g, dtype, space, grid_size=in_size, target_size=out_size)
+    y = _add_bias(y, b)
     return y[0] if unbatched else y

@@ -17,20 +17,36 @@ from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from ._arrays import as_numeric_array, batch_view
+from ._threads import max_threads, run_split
 from .geometry import ConvGeometry, IntOrTuple, PaddingLike, is_sequence
 
 __all__ = ["col2im", "im2col"]
 
 
-def pad_input(x: NDArray[Any], padding: Sequence[tuple[int, int]]) -> NDArray[Any]:
-    """Zero-pad the trailing spatial axes of ``x``; return ``x`` itself if no padding."""
+def pad_input(
+    x: NDArray[Any], padding: Sequence[tuple[int, int]], dtype: DTypeLike | None = None
+) -> NDArray[Any]:
+    """Zero-pad the trailing spatial axes of ``x``, casting to ``dtype``.
+
+    Returns ``x`` itself when there is no padding and no cast to do, so the
+    caller must not write to the result.
+    """
+    dtype = x.dtype if dtype is None else np.dtype(dtype)
     if not any(b or a for b, a in padding):
-        return x
-    lead = x.ndim - len(padding)
-    return np.pad(x, [(0, 0)] * lead + [tuple(p) for p in padding])
+        return x.astype(dtype, copy=False)
+    lead = x.shape[: x.ndim - len(padding)]
+    padded = np.zeros(lead + tuple(n + b + a for n, (b, a) in zip(x.shape[len(lead) :], padding)), dtype)
+    interior = tuple(slice(b, b + n) for n, (b, _) in zip(x.shape[len(lead) :], padding))
+    padded[(Ellipsis,) + interior] = x
+    return padded
+
+
+def _split_axis(shape: tuple[int, ...]) -> int:
+    # Split work over the batch when it has enough items, else over channels.
+    return 0 if shape[0] >= max_threads() or shape[1] == 1 else 1
 
 
 def window_view(padded: NDArray[Any], geometry: ConvGeometry) -> NDArray[Any]:
@@ -62,20 +78,58 @@ def window_view(padded: NDArray[Any], geometry: ConvGeometry) -> NDArray[Any]:
     )
 
 
-def lower(x: NDArray[Any], geometry: ConvGeometry) -> NDArray[Any]:
-    """Copy the receptive fields of ``x`` into a fresh array.
+def lower(
+    x: NDArray[Any],
+    geometry: ConvGeometry,
+    *,
+    out: NDArray[Any] | None = None,
+    dtype: DTypeLike | None = None,
+    batch_inner: bool = False,
+) -> NDArray[Any]:
+    """Copy the receptive fields of a batch into a column array.
 
     Parameters
     ----------
-    x : ndarray, shape (..., *geometry.input_size)
+    x : ndarray, shape (N, C, *geometry.input_size)
+        Any memory layout.
     geometry : ConvGeometry
+    out : ndarray, optional
+        C-contiguous array of the result's shape to fill; allocated when not given.
+    dtype : data-type, optional
+        dtype of the columns (default ``x.dtype``); the cast happens during
+        the copy, so no cast copy of ``x`` is made.
+    batch_inner : bool, optional
+        Put the batch axis after the kernel axes, so that the columns of all
+        samples form one matrix ``(C * prod(kernel), N * L)``.
 
     Returns
     -------
-    ndarray, shape (..., *kernel_size, *output_size), C-contiguous
-        Reshaping the trailing axes gives the column matrix.
+    ndarray, C-contiguous
+        Shape ``(N, C, *kernel_size, *output_size)``, or with ``batch_inner``
+        ``(C, *kernel_size, N, *output_size)``; ``out`` if given.
     """
-    return np.ascontiguousarray(window_view(pad_input(x, geometry.padding), geometry))
+    dtype = x.dtype if dtype is None else np.dtype(dtype)
+    view = window_view(pad_input(x, geometry.padding, dtype), geometry)
+    if batch_inner:
+        view = np.moveaxis(view, 0, 1 + geometry.ndim)
+    if out is None:
+        out = np.empty(view.shape, dtype)
+    # Split the copy over channels, or over the batch when there is one channel.
+    axis = (
+        1 + geometry.ndim
+        if batch_inner and view.shape[0] == 1
+        else 0
+        if batch_inner
+        else _split_axis(view.shape)
+    )
+    columns = out
+
+    def copy(start: int, stop: int) -> None:
+        part = (slice(None),) * axis + (slice(start, stop),)
+        np.copyto(columns[part], view[part])
+
+    run_split(copy, view.shape[axis], out.nbytes)
+    return out
 
 
 def scatter_add(
@@ -84,12 +138,13 @@ def scatter_add(
     *,
     grid_size: Sequence[int] | None = None,
     target_size: Sequence[int] | None = None,
+    out: NDArray[Any] | None = None,
 ) -> NDArray[Any]:
     """Add every column entry onto the position it was read from (the adjoint of :func:`lower`).
 
     Parameters
     ----------
-    cols : ndarray, shape (..., *kernel_size, *grid_size)
+    cols : ndarray, shape (N, C, *kernel_size, *grid_size)
         Column entries, any memory layout.
     geometry : ConvGeometry
         Supplies kernel size, stride, dilation and the leading padding.
@@ -99,34 +154,50 @@ def scatter_add(
     target_size : sequence of int, optional
         Size of the returned spatial axes; defaults to ``geometry.input_size``.
         Positions past the reach of every window are zero.
+    out : ndarray, shape (N, C, *target_size), optional
+        Where to write the result (overwritten, not added to).
 
     Returns
     -------
-    ndarray, shape (..., *target_size)
-        ``out[..., *x] = sum of cols[..., *k, *o]`` over all ``k, o`` with
+    ndarray, shape (N, C, *target_size)
+        ``out[n, c, *x] = sum of cols[n, c, *k, *o]`` over all ``k, o`` with
         ``o * stride + k * dilation - pad_before == x``.
     """
     d = geometry.ndim
     grid = tuple(geometry.output_size if grid_size is None else grid_size)
     target = tuple(geometry.input_size if target_size is None else target_size)
     before = tuple(b for b, _ in geometry.padding)
-    lead = cols.shape[: cols.ndim - 2 * d]
+    lead = cols.shape[:2]
     # The buffer covers both every window position and the requested crop, so
     # that positions no window reaches simply stay zero.
     reach = tuple((g - 1) * s + e for g, s, e in zip(grid, geometry.stride, geometry.kernel_extent))
     buffer_size = tuple(max(r, b + t) for r, b, t in zip(reach, before, target))
-    buffer = np.zeros(lead + buffer_size, dtype=cols.dtype)
-    for offset in np.ndindex(*geometry.kernel_size):
-        window = tuple(
-            slice(k * dl, k * dl + (g - 1) * s + 1, s)
-            for k, dl, g, s in zip(offset, geometry.dilation, grid, geometry.stride)
-        )
-        every_position = (slice(None),) * d
-        buffer[(Ellipsis,) + window] += cols[(Ellipsis,) + offset + every_position]
+    direct = buffer_size == target and out is not None
+    buffer = out if direct else np.empty(lead + buffer_size, dtype=cols.dtype)
+    assert buffer is not None
     crop = tuple(slice(b, b + t) for b, t in zip(before, target))
-    if buffer_size == target:
+    every_position = (slice(None),) * d
+    axis = _split_axis(lead)
+
+    def add(start: int, stop: int) -> None:
+        part = (slice(None),) * axis + (slice(start, stop),)
+        region = buffer[part]
+        region.fill(0)
+        source = cols[part]
+        for offset in np.ndindex(*geometry.kernel_size):
+            window = tuple(
+                slice(k * dl, k * dl + (g - 1) * s + 1, s)
+                for k, dl, g, s in zip(offset, geometry.dilation, grid, geometry.stride)
+            )
+            region[(Ellipsis,) + window] += source[(Ellipsis,) + offset + every_position]
+
+    run_split(add, lead[axis], cols.nbytes)
+    if direct or (buffer_size == target and out is None):
         return buffer
-    return np.ascontiguousarray(buffer[(Ellipsis,) + crop])
+    if out is None:
+        return np.ascontiguousarray(buffer[(Ellipsis,) + crop])
+    np.copyto(out, buffer[(Ellipsis,) + crop])
+    return out
 
 
 def im2col(

@@ -1,0 +1,280 @@
+"""Time im2col_conv's forward and backward on a suite of layer shapes.
+
+For every shape and dtype it reports milliseconds, GFLOP/s, the *roofline
+ratio* (time over the time the same FLOPs take in one large ``np.matmul``,
+measured in the same run), PyTorch's time and our ratio to it when torch is
+installed, the peak temporary memory of a call next to the column matrix it
+did not materialise, and the time of the direct (dilate-pad-rotate) method.
+
+Usage::
+
+    python benchmarks/bench.py                 # full suite, float32 and float64
+    python benchmarks/bench.py --quick         # three shapes, one round
+    python benchmarks/bench.py --json out.json --rounds 3
+
+Honest numbers on a small shared machine: every measurement is warmed up and
+is the median of several runs; the whole sweep is repeated and the better
+round kept; NumPy and PyTorch are never timed in the same loop, since each
+one's thread pool keeps spinning for a while after a call and slows the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import im2col_conv as ic
+
+THREADS = 2
+# (N, C_in, H, W, C_out, k, stride, pad)
+SHAPES = [
+    (32, 64, 56, 56, 64, 3, 1, 1),
+    (32, 128, 28, 28, 128, 3, 1, 1),
+    (64, 3, 32, 32, 32, 5, 2, 2),
+    (8, 256, 14, 14, 256, 3, 2, 1),
+    (128, 1, 28, 28, 8, 3, 1, 0),
+    (16, 32, 64, 64, 32, 1, 1, 0),
+    (8, 3, 224, 224, 64, 7, 2, 3),
+]
+QUICK = [SHAPES[0], SHAPES[2], SHAPES[4]]
+
+
+def median_time(fn: Callable[[], object], repeats: int, budget: float = 2.0) -> float:
+    """Median wall time of ``fn`` after one warm-up call, in seconds.
+
+    Fewer repeats are taken when one call is slow, so the sweep stays short.
+    """
+    start = time.perf_counter()
+    fn()
+    first = time.perf_counter() - start
+    count = max(1, min(repeats, int(budget / max(first, 1e-9))))
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def gemm_rate(dtype: np.dtype[Any], repeats: int) -> float:
+    """FLOP/s of one large square ``np.matmul``: the ceiling for every layer."""
+    rng = np.random.default_rng(0)
+    size = 2048
+    a = rng.standard_normal((size, size)).astype(dtype)
+    b = rng.standard_normal((size, size)).astype(dtype)
+    return 2 * size**3 / median_time(lambda: a @ b, repeats)
+
+
+def layer_flops(shape: tuple[int, ...]) -> int:
+    """Multiply-adds times two of the forward GEMM; backward does twice this."""
+    n, c_in, h, w, c_out, k, s, p = shape
+    ho, wo = ic.output_size((h, w), k, s, p)
+    return 2 * n * c_out * ho * wo * c_in * k * k
+
+
+def peak_bytes(fn: Callable[[], object]) -> int:
+    """Peak memory allocated during ``fn`` beyond what it returns, by tracemalloc."""
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    result = fn()
+    current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    del result
+    return peak - base - (current - base)
+
+
+def run_numpy(
+    shape: tuple[int, ...], dtype: np.dtype[Any], repeats: int, with_direct: bool
+) -> dict[str, Any]:
+    n, c_in, h, w, c_out, k, s, p = shape
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((n, c_in, h, w)).astype(dtype)
+    weight = rng.standard_normal((c_out, c_in, k, k)).astype(dtype)
+    bias = rng.standard_normal(c_out).astype(dtype)
+    y = ic.conv(x, weight, bias, stride=s, padding=p)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+
+    def forward() -> object:
+        return ic.conv(x, weight, bias, stride=s, padding=p)
+
+    def backward() -> object:
+        return ic.conv_backward(gy, x, weight, stride=s, padding=p)
+
+    row = {
+        "forward_ms": 1e3 * median_time(forward, repeats),
+        "backward_ms": 1e3 * median_time(backward, repeats),
+        "forward_peak_bytes": peak_bytes(forward),
+        "backward_peak_bytes": peak_bytes(backward),
+        "column_matrix_bytes": c_in * k * k * y.shape[2] * y.shape[3] * n * np.dtype(dtype).itemsize,
+    }
+    if with_direct:
+        from im2col_conv import direct
+
+        row["direct_backward_ms"] = 1e3 * median_time(
+            lambda: direct.conv_backward(gy, x, weight, stride=s, padding=p), 1, budget=0.0
+        )
+    return row
+
+
+def run_torch(shape: tuple[int, ...], dtype: np.dtype[Any], repeats: int) -> dict[str, Any] | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(THREADS)
+    n, c_in, h, w, c_out, k, s, p = shape
+    tdtype = torch.float32 if dtype == np.float32 else torch.float64
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(n, c_in, h, w, dtype=tdtype, generator=gen, requires_grad=True)
+    weight = torch.randn(c_out, c_in, k, k, dtype=tdtype, generator=gen, requires_grad=True)
+    bias = torch.randn(c_out, dtype=tdtype, generator=gen, requires_grad=True)
+    y = torch.nn.functional.conv2d(x, weight, bias, stride=s, padding=p)
+    gy = torch.randn(y.shape, dtype=tdtype, generator=gen)
+
+    def forward() -> object:
+        with torch.no_grad():
+            return torch.nn.functional.conv2d(x, weight, bias, stride=s, padding=p)
+
+    def backward() -> object:
+        return torch.autograd.grad(y, (x, weight, bias), gy, retain_graph=True)
+
+    return {
+        "torch_version": torch.__version__,
+        "torch_forward_ms": 1e3 * median_time(forward, repeats),
+        "torch_backward_ms": 1e3 * median_time(backward, repeats),
+    }
+
+
+def better(a: dict[str, Any] | None, b: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """Keep, for each timing key, the faster of two rounds."""
+    if a is None:
+        return b
+    merged = dict(a)
+    for key in keys:
+        if key in b and key in a:
+            merged[key] = min(a[key], b[key])
+    return merged
+
+
+def sweep(args: argparse.Namespace) -> dict[str, Any]:
+    shapes = QUICK if args.quick else SHAPES
+    dtypes = [np.dtype(d) for d in args.dtypes]
+    results: dict[str, Any] = {
+        "machine": {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "cpu_count": os.cpu_count(),
+            "threads": THREADS,
+            "platform": platform.platform(),
+        },
+        "rows": [],
+    }
+    numpy_keys = ("forward_ms", "backward_ms", "direct_backward_ms")
+    torch_keys = ("torch_forward_ms", "torch_backward_ms")
+    for dtype in dtypes:
+        rate = None
+        best: dict[tuple[int, ...], dict[str, Any]] = {}
+        for round_index in range(args.rounds):
+            # Each library in its own phase, so neither's spinning threads slow the other.
+            round_rate = gemm_rate(dtype, args.repeats)
+            rate = round_rate if rate is None else max(rate, round_rate)
+            for shape in shapes:
+                with_direct = args.direct and round_index == 0
+                best[shape] = better(
+                    best.get(shape), run_numpy(shape, dtype, args.repeats, with_direct), numpy_keys
+                )
+            if args.torch:
+                for shape in shapes:
+                    torch_row = run_torch(shape, dtype, args.repeats)
+                    if torch_row is not None:
+                        best[shape] = better(best[shape], torch_row, torch_keys) | {
+                            k: v for k, v in torch_row.items() if k not in best[shape]
+                        }
+        assert rate is not None
+        for shape in shapes:
+            row = best[shape]
+            flops = layer_flops(shape)
+            ideal_ms = 1e3 * flops / rate
+            row.update(
+                shape=list(shape),
+                dtype=dtype.name,
+                gflop=flops / 1e9,
+                gemm_gflops=rate / 1e9,
+                forward_gflops=flops / row["forward_ms"] / 1e6,
+                backward_gflops=2 * flops / row["backward_ms"] / 1e6,
+                forward_roofline=row["forward_ms"] / ideal_ms,
+                backward_roofline=row["backward_ms"] / (2 * ideal_ms),
+            )
+            if "torch_forward_ms" in row:
+                row["forward_vs_torch"] = row["forward_ms"] / row["torch_forward_ms"]
+                row["backward_vs_torch"] = row["backward_ms"] / row["torch_backward_ms"]
+                row["total_vs_torch"] = (row["forward_ms"] + row["backward_ms"]) / (
+                    row["torch_forward_ms"] + row["torch_backward_ms"]
+                )
+            results["rows"].append(row)
+    return results
+
+
+def format_table(results: dict[str, Any]) -> str:
+    header = (
+        f"{'dtype':7} {'N,Cin,H,W,Cout,k,s,p':26} {'fwd ms':>8} {'bwd ms':>8} {'GF/s f':>7} {'GF/s b':>7} "
+        f"{'roof f':>6} {'roof b':>6} {'torch f':>8} {'torch b':>8} {'vs t':>5} "
+        f"{'peak MiB':>8} {'cols MiB':>8} {'direct':>8}"
+    )
+    lines = [header, "-" * len(header)]
+    mib = 1 << 20
+    for row in results["rows"]:
+        torch_f = f"{row['torch_forward_ms']:8.1f}" if "torch_forward_ms" in row else f"{'-':>8}"
+        torch_b = f"{row['torch_backward_ms']:8.1f}" if "torch_backward_ms" in row else f"{'-':>8}"
+        ratio = f"{row['total_vs_torch']:5.2f}" if "total_vs_torch" in row else f"{'-':>5}"
+        direct_ms = f"{row['direct_backward_ms']:8.0f}" if "direct_backward_ms" in row else f"{'-':>8}"
+        peak = max(row["forward_peak_bytes"], row["backward_peak_bytes"]) / mib
+        lines.append(
+            f"{row['dtype']:7} {','.join(map(str, row['shape'])):26} {row['forward_ms']:8.1f} "
+            f"{row['backward_ms']:8.1f} {row['forward_gflops']:7.1f} {row['backward_gflops']:7.1f} "
+            f"{row['forward_roofline']:6.2f} {row['backward_roofline']:6.2f} {torch_f} {torch_b} {ratio} "
+            f"{peak:8.1f} {row['column_matrix_bytes'] / mib:8.1f} {direct_ms}"
+        )
+    rates = sorted({(r["dtype"], round(r["gemm_gflops"])) for r in results["rows"]})
+    lines.append("large-GEMM rate (GFLOP/s): " + ", ".join(f"{d} {g}" for d, g in rates))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="three shapes only")
+    parser.add_argument("--rounds", type=int, default=2, help="repeat the sweep, keep the better round")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (median)")
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
+    parser.add_argument("--no-torch", dest="torch", action="store_false", help="skip PyTorch")
+    parser.add_argument("--no-direct", dest="direct", action="store_false", help="skip the direct method")
+    parser.add_argument("--json", default=None, help="write the results to this JSON file")
+    args = parser.parse_args(argv)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        results = sweep(args)
+    else:
+        with threadpool_limits(THREADS):
+            results = sweep(args)
+    print(format_table(results))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=1)
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
