@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numbers
 
-__all__ = ["CACHE_BYTES", "DEFAULT_WORKSPACE", "batch_chunks", "check_workspace"]
+__all__ = ["CACHE_BYTES", "DEFAULT_WORKSPACE", "RESERVED_BYTES", "batch_chunks", "check_workspace"]
 
 #: Default bound on the temporary memory of one call, in bytes (64 MiB).
 DEFAULT_WORKSPACE = 64 << 20
@@ -19,6 +19,10 @@ DEFAULT_WORKSPACE = 64 << 20
 #: Preferred size of one chunk's temporaries: small enough that the column
 #: matrix is still in cache when the matrix product reads it.
 CACHE_BYTES = 8 << 20
+
+#: Part of the workspace kept for what the chunk arithmetic does not count:
+#: NumPy's internal buffers for strided element-wise operations, small arrays.
+RESERVED_BYTES = 128 << 10
 
 
 def check_workspace(workspace: object) -> int:
@@ -42,7 +46,7 @@ def batch_chunks(batch: int, bytes_per_sample: int, workspace: int) -> list[slic
     """Cut ``range(batch)`` into consecutive slices whose temporaries fit.
 
     Each slice holds as many samples as fit in ``min(workspace, CACHE_BYTES)``
-    and at least one. A single sample larger than the workspace still makes
+    less ``RESERVED_BYTES``, and at least one. A single sample larger than the workspace still makes
     one slice: the limit then holds per sample, not per call.
 
     Parameters
@@ -64,6 +68,6 @@ def batch_chunks(batch: int, bytes_per_sample: int, workspace: int) -> list[slic
     >>> batch_chunks(10, 3 << 20, 64 << 20)
     [slice(0, 2, None), slice(2, 4, None), slice(4, 6, None), slice(6, 8, None), slice(8, 10, None)]
     """
-    budget = min(workspace, CACHE_BYTES)
+    budget = min(workspace, CACHE_BYTES) - RESERVED_BYTES
     step = max(1, budget // max(bytes_per_sample, 1))
     return [slice(start, min(start + step, batch)) for start in range(0, batch, step)]

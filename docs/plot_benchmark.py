@@ -1,0 +1,74 @@
+"""Draw the performance page's figure from a benchmark JSON file.
+
+Usage::
+
+    python benchmarks/bench.py --json benchmarks/results/latest.json
+    python docs/plot_benchmark.py benchmarks/results/latest.json
+
+Writes ``docs/figures/performance.svg``: for every layer of the suite, the
+forward and backward time as a multiple of the ideal matrix-product time
+(the roofline ratio; 1.0 is the ceiling), and the ratio to PyTorch when the
+JSON has it. Reruns on the same JSON give the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+FIGURE = Path(__file__).parent / "figures" / "performance.svg"
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams["svg.hashsalt"] = "im2col_conv"
+    dtypes = sorted({row["dtype"] for row in results["rows"]})
+    has_torch = any("total_vs_torch" in row for row in results["rows"])
+    columns = 2 if has_torch else 1
+    fig, axes = plt.subplots(len(dtypes), columns, figsize=(6.5 * columns, 3.2 * len(dtypes)), squeeze=False)
+    for i, dtype in enumerate(dtypes):
+        rows = [row for row in results["rows"] if row["dtype"] == dtype]
+        labels = [",".join(map(str, row["shape"])) for row in rows]
+        positions = range(len(rows))
+        ax = axes[i][0]
+        ax.bar([p - 0.2 for p in positions], [row["forward_roofline"] for row in rows], 0.4, label="forward")
+        ax.bar(
+            [p + 0.2 for p in positions], [row["backward_roofline"] for row in rows], 0.4, label="backward"
+        )
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.axhline(1.3, color="grey", linewidth=0.8, linestyle="--")
+        ax.set_title(f"{dtype}: time / ideal matrix-product time")
+        ax.set_xticks(list(positions), labels, rotation=30, ha="right", fontsize=7)
+        ax.legend(fontsize=8)
+        if has_torch:
+            ax = axes[i][1]
+            ratios = [row.get("total_vs_torch", float("nan")) for row in rows]
+            ax.bar(list(positions), ratios, 0.6, color="tab:green")
+            ax.axhline(1.0, color="black", linewidth=0.8)
+            ax.set_title(f"{dtype}: (forward + backward) / PyTorch")
+            ax.set_xticks(list(positions), labels, rotation=30, ha="right", fontsize=7)
+    fig.text(0.01, 0.01, "layers: N,C_in,H,W,C_out,k,stride,pad", fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="svg", metadata={"Date": None})
+    plt.close(fig)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print(__doc__)
+        return 2
+    with open(argv[0]) as handle:
+        plot(json.load(handle), FIGURE)
+    print(f"wrote {FIGURE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,151 @@
+"""Chunking over the batch changes nothing but memory.
+
+Integer results must be identical whatever the workspace; float results may
+differ only by the order in which the weight gradient sums over the batch.
+The temporary memory of a call, measured with tracemalloc, must stay within
+the workspace while the column matrix it avoids is many times larger.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import im2col_conv as ic
+from im2col_conv import workspace as ws
+
+GEOMETRIES = [
+    # (spatial, kernel, stride, padding, dilation, groups)
+    ((9,), (3,), 2, 1, 1, 1),
+    ((7, 6), (3, 2), (2, 1), ((1, 0), (0, 2)), 1, 2),
+    ((8, 8), (3, 3), 1, 1, 2, 1),
+    ((5, 6), (1, 1), 1, 0, 1, 2),  # pointwise: im2col is the identity
+    ((6, 5, 4), (2, 3, 2), (1, 2, 2), 1, 1, 1),
+]
+
+
+@pytest.fixture
+def unbounded_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let a large workspace mean one chunk for the whole batch."""
+    monkeypatch.setattr(ws, "CACHE_BYTES", 1 << 40)
+
+
+def _operands(rng, spatial, kernel, groups, n=7, c_in=4, c_out=6, dtype=np.int64):
+    x = rng.integers(-5, 6, size=(n, c_in, *spatial)).astype(dtype)
+    w = rng.integers(-5, 6, size=(c_out, c_in // groups, *kernel)).astype(dtype)
+    b = rng.integers(-5, 6, size=c_out).astype(dtype)
+    return x, w, b
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+@pytest.mark.usefixtures("unbounded_cache")
+def test_chunked_equals_unchunked_exactly_in_integers(geometry):
+    spatial, kernel, stride, padding, dilation, groups = geometry
+    rng = np.random.default_rng(len(spatial) * 100 + kernel[0])
+    x, w, b = _operands(rng, spatial, kernel, groups)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    whole = ic.conv(x, w, b, **kw, workspace=1 << 40)
+    gy = rng.integers(-5, 6, size=whole.shape)
+    grads_whole = ic.conv_backward(gy, x, w, **kw, workspace=1 << 40)
+    # workspace=1 forces one sample per chunk; 3 samples' worth gives uneven chunks.
+    for space in (1, 3 * x[0].nbytes * int(np.prod(kernel)) + 1):
+        assert np.array_equal(ic.conv(x, w, b, **kw, workspace=space), whole)
+        grads = ic.conv_backward(gy, x, w, **kw, workspace=space)
+        for got, want in zip(grads, grads_whole):
+            assert np.array_equal(got, want)
+
+
+@pytest.mark.usefixtures("unbounded_cache")
+def test_conv_transpose_chunked_equals_unchunked():
+    rng = np.random.default_rng(5)
+    x = rng.integers(-5, 6, size=(5, 4, 3, 4))
+    w = rng.integers(-5, 6, size=(4, 3, 3, 2))
+    kw = dict(stride=2, padding=1, output_padding=1, groups=2)
+    whole = ic.conv_transpose(x, w, **kw, workspace=1 << 40)
+    assert np.array_equal(ic.conv_transpose(x, w, **kw, workspace=1), whole)
+
+
+@pytest.mark.usefixtures("unbounded_cache")
+def test_chunked_floats_agree_to_rounding():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((9, 4, 10, 10))
+    w = rng.standard_normal((5, 4, 3, 3))
+    gy = rng.standard_normal((9, 5, 10, 10))
+    whole = ic.conv_backward(gy, x, w, padding=1, workspace=1 << 40)
+    chunked = ic.conv_backward(gy, x, w, padding=1, workspace=1)
+    for got, want in zip(chunked, whole):
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
+
+
+def test_columns_from_forward_equal_rebuilt_columns_in_every_chunking():
+    rng = np.random.default_rng(7)
+    x, w, _ = _operands(rng, (6, 7), (3, 3), 2, n=5)
+    y, columns = ic.conv_forward(x, w, stride=(2, 1), padding=1, groups=2)
+    gy = rng.integers(-5, 6, size=y.shape)
+    rebuilt = ic.conv_backward(gy, x, w, stride=(2, 1), padding=1, groups=2)
+    for space in (1, 1 << 30):
+        reused = ic.conv_backward(
+            gy, x, w, stride=(2, 1), padding=1, groups=2, columns=columns, workspace=space
+        )
+        for got, want in zip(reused, rebuilt):
+            assert np.array_equal(got, want)
+
+
+def _temporary_peak(fn):
+    """Peak bytes allocated during ``fn`` beyond its (retained) result."""
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        result = fn()
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak - current, current - base, result
+
+
+@pytest.mark.parametrize(
+    ("dtype", "call"),
+    list(itertools.product([np.float32, np.float64], ["conv", "conv_backward", "conv_transpose"])),
+)
+def test_workspace_bounds_temporary_memory(dtype, call):
+    rng = np.random.default_rng(8)
+    n, c, size, k = 128, 8, 16, 3
+    x = rng.standard_normal((n, c, size, size)).astype(dtype)
+    w = rng.standard_normal((c, c, k, k)).astype(dtype)
+    gy = rng.standard_normal((n, c, size, size)).astype(dtype)
+    column_matrix = n * c * k * k * size * size * np.dtype(dtype).itemsize
+    limit = 1 << 20
+    assert column_matrix > 8 * limit
+    calls = {
+        "conv": lambda: ic.conv(x, w, padding=1, workspace=limit),
+        "conv_backward": lambda: ic.conv_backward(gy, x, w, padding=1, workspace=limit),
+        "conv_transpose": lambda: ic.conv_transpose(gy, w, padding=1, workspace=limit),
+    }
+    temporary, _, _ = _temporary_peak(calls[call])
+    # Chunk buffers within the limit, plus small per-call arrays (weights, index tuples).
+    assert temporary <= limit + 64 * 1024, (temporary, limit)
+
+
+def test_batch_chunks_cover_the_batch_in_order():
+    for batch, per_sample, space in [(0, 10, 100), (1, 10**9, 1), (10, 7, 30), (10, 1, 10**9)]:
+        chunks = ws.batch_chunks(batch, per_sample, space)
+        covered = [i for chunk in chunks for i in range(chunk.start, chunk.stop)]
+        assert covered == list(range(batch))
+        assert all(chunk.stop > chunk.start for chunk in chunks)
+
+
+@pytest.mark.parametrize("bad", [0, -5])
+def test_workspace_must_be_positive(bad):
+    x = np.ones((1, 1, 3, 3))
+    with pytest.raises(ValueError, match=f"workspace must be a positive number of bytes, got {bad}"):
+        ic.conv(x, x, workspace=bad)
+
+
+@pytest.mark.parametrize("bad", [1.5, "64MiB", True])
+def test_workspace_must_be_an_int(bad):
+    x = np.ones((1, 1, 3, 3))
+    with pytest.raises(TypeError, match="workspace must be an int"):
+        ic.conv_backward(x[:, :, :1, :1], x, x, workspace=bad)
