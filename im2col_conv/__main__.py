@@ -3,7 +3,9 @@
 Runs the reference document's example (a 5x5 input, a 3x3 kernel, stride 2,
 a 2x2 output) through the im2col forward and backward, prints every result,
 and checks each one against the document's formulas written as plain loops.
-Exits non-zero if any check fails.
+Then runs the document's direct method (:mod:`im2col_conv.direct`) on the same
+example, prints its dilated (3x3) and padded (7x7) gradient, and checks that
+both backward formulations agree exactly. Exits non-zero if any check fails.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from . import conv, conv_backward
+from . import conv, conv_backward, direct
 
 
 def _formula_forward(z: NDArray[Any], w: NDArray[Any], b: NDArray[Any], s: int) -> NDArray[Any]:
@@ -77,11 +79,27 @@ def main() -> int:
     print("\nweight gradient delta @ cols^T:\n", grads.weight[0, 0], sep="")
     print("\nbias gradient:", grads.bias)
 
+    # The document's direct method on the same example: dilate, pad, rotate, correlate.
+    k = w.shape[-1]
+    dilated = direct.dilate(delta[0], stride)
+    padded = direct.pad(dilated, [(k - 1, k - 1)] * 2)
+    direct_grads = direct.conv_backward(delta, z, w, stride=stride)
+    print("\ndirect method, formula (8):")
+    print(
+        f"  dilated gradient ({stride - 1} zero between entries), shape {dilated.shape}:\n", dilated, sep=""
+    )
+    print(f"  padded by k - 1 = {k - 1} on each side, shape {padded.shape}:\n", padded, sep="")
+    print("  kernel rotated by 180 degrees:\n", direct.rot180(w)[0, 0], sep="")
+    print("  correlated at stride 1, the input gradient:\n", direct_grads.input[0], sep="")
+
     checks = {
         "forward, formula (4)": np.array_equal(y, expected_y),
         "input gradient (chain rule of (4))": np.array_equal(grads.input, expected[0]),
         "weight gradient, formula (5)": np.array_equal(grads.weight, expected[1]),
         "bias gradient, formula (6)": np.array_equal(grads.bias, expected[2]),
+        "direct method == im2col backward (input, weight, bias)": all(
+            np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(direct_grads, grads)
+        ),
     }
     print()
     for name, ok in checks.items():

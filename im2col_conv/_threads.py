@@ -9,6 +9,7 @@ costs more than copying a few hundred kilobytes.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ PARALLEL_MIN_BYTES = 1 << 20
 _pool: ThreadPoolExecutor | None = None
 
 
+@functools.cache
 def max_threads() -> int:
     """Number of threads the copies may use: the machine's cores, at most 8."""
     return max(1, min(os.cpu_count() or 1, 8))
