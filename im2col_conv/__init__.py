@@ -7,10 +7,12 @@ for any number of spatial dimensions.
 
 from .conv import Columns, ConvGrads, conv, conv_backward, conv_forward, conv_transpose
 from .geometry import ConvGeometry, output_size
+from .layer import Conv
 from .lowering import col2im, im2col
 
 __all__ = [
     "Columns",
+    "Conv",
     "ConvGeometry",
     "ConvGrads",
     "col2im",

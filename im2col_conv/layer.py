@@ -1,0 +1,363 @@
+"""A convolution layer with its own weights, for hand-written training loops.
+
+:class:`Conv` owns a ``weight`` and an optional ``bias``, runs the im2col
+forward of :func:`~im2col_conv.conv.conv_forward`, keeps what its backward
+needs, and stores the parameter gradients when :meth:`Conv.backward` is
+called. The rest of a network (activations, pooling, the loss, the
+optimiser) is left to the caller.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
+
+from ._arrays import as_numeric_array
+from .conv import Columns, ConvGrads, conv_backward, conv_forward
+from .geometry import IntOrTuple, PaddingLike, is_sequence, normalize_padding, normalize_tuple
+
+__all__ = ["Conv"]
+
+Keep = Literal["columns", "input"]
+BackwardMethod = Literal["im2col", "direct"]
+
+_KEEP_CHOICES = ("columns", "input")
+_BACKWARD_CHOICES = ("im2col", "direct")
+
+
+def _positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
+    if int(value) < 1:
+        raise ValueError(f"{name} must be >= 1, got {value!r}")
+    return int(value)
+
+
+def _choice(value: object, name: str, choices: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        options = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be one of {options}, got {value!r}")
+    return value
+
+
+def _make_rng(rng: object) -> np.random.Generator:
+    if rng is None:
+        return np.random.default_rng()
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, bool) or not isinstance(rng, numbers.Integral):
+        raise TypeError(
+            f"rng must be a numpy.random.Generator, an int seed or None, got {rng!r} "
+            f"of type {type(rng).__name__}"
+        )
+    if int(rng) < 0:
+        raise ValueError(f"rng seed must be non-negative, got {rng!r}")
+    return np.random.default_rng(int(rng))
+
+
+class Conv:
+    """N-D convolution layer: im2col forward, GEMM + col2im backward, learnable weight and bias.
+
+    Computes ``y = conv(x, weight, bias, stride, padding, dilation, groups)``
+    (cross-correlation, as in deep learning) and, on :meth:`backward`, the
+    gradients of a loss with respect to ``x``, ``weight`` and ``bias``.
+
+    The number of spatial dimensions ``d`` is ``len(kernel_size)``. An int
+    ``kernel_size`` means the same size in every dimension; ``d`` is then
+    taken from ``ndim``, which defaults to 2. So ``Conv(1, 8, 3)`` is a 2-D
+    layer, ``Conv(1, 8, 3, ndim=1)`` a 1-D one and ``Conv(1, 8, (3, 3, 3))``
+    a 3-D one.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        ``C_in`` and ``C_out``; both must be divisible by ``groups``.
+    kernel_size : int or sequence of int
+        Spatial size of the kernel, ``(k_1, ..., k_d)``.
+    stride, dilation : int or sequence of int, optional
+        Per-dimension stride and kernel dilation (default 1).
+    padding : str, int, sequence of int or of (int, int), optional
+        ``"valid"``, ``"same"``, symmetric amounts or ``(before, after)``
+        pairs per dimension (default 0), as for :func:`~im2col_conv.conv.conv`.
+    groups : int, optional
+        Number of independent channel groups (default 1).
+    bias : bool, optional
+        Whether the layer has a learnable bias (default True).
+    ndim : int, optional
+        Number of spatial dimensions when ``kernel_size`` is an int (default
+        2). If ``kernel_size`` is a sequence, ``ndim`` may be omitted; if
+        given, it must equal ``len(kernel_size)``.
+    dtype : floating dtype, optional
+        Dtype of the parameters, the output and all gradients (default
+        ``float32``). Inputs are cast to it (``"same_kind"`` casting, so a
+        complex input is refused).
+    rng : numpy.random.Generator or int, optional
+        Source of the initial weights, or a seed for one. Default: a fresh
+        ``numpy.random.default_rng()``.
+    keep : {"columns", "input"}, optional
+        What :meth:`forward` keeps for :meth:`backward`. ``"columns"``
+        (default) keeps the im2col matrix, so the backward pass does not
+        rebuild it; it costs ``prod(kernel_size)`` times the input's memory.
+        ``"input"`` keeps only (a reference to) ``x`` and rebuilds the
+        columns in the backward pass.
+    backward : {"im2col", "direct"}, optional
+        How :meth:`backward` computes gradients: ``"im2col"`` (default)
+        with :func:`~im2col_conv.conv.conv_backward`, or ``"direct"`` with
+        the dilate-pad-rotate method of ``im2col_conv.direct``, which ignores
+        kept columns. Can be changed later through :attr:`backward_method`.
+
+    Attributes
+    ----------
+    weight : ndarray, shape (C_out, C_in // groups, *kernel_size)
+        Initialised like PyTorch's default (Kaiming-uniform with ``a=sqrt(5)``):
+        ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` with
+        ``fan_in = C_in / groups * prod(kernel_size)``.
+    bias : ndarray, shape (C_out,), or None
+        Same distribution as ``weight``.
+    grad_weight : ndarray, shape like ``weight``, or None
+        Set by :meth:`backward` (overwritten, not accumulated).
+    grad_bias : ndarray, shape (C_out,), or None
+        Set by :meth:`backward` when the layer has a bias.
+    stride, dilation : tuple of int
+        Normalised per-dimension values.
+    padding : str or tuple of (int, int)
+        ``"same"``/``"valid"``, or one ``(before, after)`` pair per dimension.
+
+    Notes
+    -----
+    Gradients are those of the loss whose gradient is passed in: nothing is
+    divided by the batch size. What :meth:`forward` keeps stays until the
+    next call to :meth:`forward` or :meth:`clear`, so :meth:`backward` may be
+    called more than once for the same forward pass (for instance once per
+    backward method, to compare them).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> layer = Conv(3, 8, kernel_size=3, padding=1, rng=0)   # 2-D, 3 -> 8 channels
+    >>> layer.weight.shape, layer.bias.shape
+    ((8, 3, 3, 3), (8,))
+    >>> x = np.ones((4, 3, 6, 6), dtype=np.float32)           # (N, C_in, H, W)
+    >>> y = layer(x)                                           # same as layer.forward(x)
+    >>> y.shape, y.dtype
+    ((4, 8, 6, 6), dtype('float32'))
+    >>> grad_x = layer.backward(np.ones_like(y))               # dL/dx for L = y.sum()
+    >>> grad_x.shape, layer.grad_weight.shape
+    ((4, 3, 6, 6), (8, 3, 3, 3))
+    >>> float(layer.grad_bias[0])                              # 4 * 6 * 6 output positions
+    144.0
+
+    A 1-D layer with stride, and the direct backward method:
+
+    >>> layer = Conv(2, 4, kernel_size=5, ndim=1, stride=2, backward="direct", rng=0)
+    >>> layer(np.zeros((1, 2, 11))).shape
+    (1, 4, 4)
+    """
+
+    weight: NDArray[Any]
+    bias: NDArray[Any] | None
+    grad_weight: NDArray[Any] | None
+    grad_bias: NDArray[Any] | None
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrTuple,
+        stride: IntOrTuple = 1,
+        padding: PaddingLike = 0,
+        dilation: IntOrTuple = 1,
+        groups: int = 1,
+        bias: bool = True,
+        *,
+        ndim: int | None = None,
+        dtype: DTypeLike = np.float32,
+        rng: np.random.Generator | int | None = None,
+        keep: Keep = "columns",
+        backward: BackwardMethod = "im2col",
+    ) -> None:
+        self.in_channels = _positive_int(in_channels, "in_channels")
+        self.out_channels = _positive_int(out_channels, "out_channels")
+        self.groups = _positive_int(groups, "groups")
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(
+                f"groups={self.groups} must divide both in_channels={self.in_channels} and "
+                f"out_channels={self.out_channels}"
+            )
+        if ndim is not None:
+            ndim = _positive_int(ndim, "ndim")
+        if is_sequence(kernel_size):
+            d = len(kernel_size)  # type: ignore[arg-type]
+            if d < 1:
+                raise ValueError(f"kernel_size must have at least one entry, got {kernel_size!r}")
+            if ndim is not None and ndim != d:
+                raise ValueError(f"ndim={ndim} disagrees with kernel_size={kernel_size!r} ({d} entries)")
+        else:
+            d = 2 if ndim is None else ndim
+        self.ndim = d
+        self.kernel_size = normalize_tuple(kernel_size, d, "kernel_size", minimum=1)
+        self.stride = normalize_tuple(stride, d, "stride", minimum=1)
+        self.dilation = normalize_tuple(dilation, d, "dilation", minimum=1)
+        self.padding: str | tuple[tuple[int, int], ...]
+        if isinstance(padding, str) and padding.lower() in ("same", "valid"):
+            self.padding = padding.lower()
+        else:
+            # Validates the form; the input size matters only for "same".
+            self.padding = normalize_padding(padding, (1,) * d, self.kernel_size, self.stride, self.dilation)
+        if not isinstance(bias, (bool, np.bool_)):
+            raise TypeError(f"bias must be True or False, got {bias!r} of type {type(bias).__name__}")
+        try:
+            self.dtype: np.dtype[Any] = np.dtype(dtype)
+        except TypeError as exc:
+            raise TypeError(f"dtype must be a floating dtype, got {dtype!r}") from exc
+        if self.dtype.kind != "f":
+            raise TypeError(f"dtype must be a floating dtype, got {dtype!r} ({self.dtype})")
+        self._keep: str = _choice(keep, "keep", _KEEP_CHOICES)
+        self._backward_method: str = _choice(backward, "backward", _BACKWARD_CHOICES)
+
+        generator = _make_rng(rng)
+        fan_in = (self.in_channels // self.groups) * math.prod(self.kernel_size)
+        bound = 1.0 / math.sqrt(fan_in)
+        shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+        self.weight = generator.uniform(-bound, bound, size=shape).astype(self.dtype)
+        self.bias = (
+            generator.uniform(-bound, bound, size=self.out_channels).astype(self.dtype) if bias else None
+        )
+        self.grad_weight = None
+        self.grad_bias = None
+        self._x: NDArray[Any] | None = None
+        self._columns: Columns | None = None
+        self._output_shape: tuple[int, ...] | None = None
+
+    # -- configuration -------------------------------------------------------------------------
+
+    @property
+    def keep(self) -> str:
+        """``"columns"`` or ``"input"``: what :meth:`forward` keeps for :meth:`backward`."""
+        return self._keep
+
+    @keep.setter
+    def keep(self, value: str) -> None:
+        self._keep = _choice(value, "keep", _KEEP_CHOICES)
+
+    @property
+    def backward_method(self) -> str:
+        """``"im2col"`` or ``"direct"``: how :meth:`backward` computes gradients."""
+        return self._backward_method
+
+    @backward_method.setter
+    def backward_method(self, value: str) -> None:
+        self._backward_method = _choice(value, "backward_method", _BACKWARD_CHOICES)
+
+    def __repr__(self) -> str:
+        padding = repr(self.padding) if isinstance(self.padding, str) else self.padding
+        return (
+            f"Conv({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={padding}, dilation={self.dilation}, groups={self.groups}, "
+            f"bias={self.bias is not None}, dtype={self.dtype}, keep={self._keep!r}, "
+            f"backward={self._backward_method!r})"
+        )
+
+    # -- passes --------------------------------------------------------------------------------
+
+    def _cast(self, value: ArrayLike, name: str) -> NDArray[Any]:
+        array = as_numeric_array(value, name)
+        if not np.can_cast(array.dtype, self.dtype, casting="same_kind"):
+            raise TypeError(f"{name} of dtype {array.dtype} cannot be cast to the layer's dtype {self.dtype}")
+        return array.astype(self.dtype, copy=False)
+
+    def forward(self, x: ArrayLike) -> NDArray[Any]:
+        """Convolve ``x`` with the layer's weight, add the bias, and keep what backward needs.
+
+        Parameters
+        ----------
+        x : array_like, shape (N, C_in, *spatial) or (C_in, *spatial)
+            Input with ``d`` spatial dimensions; cast to the layer's dtype.
+
+        Returns
+        -------
+        ndarray, shape (N, C_out, *out_spatial) or (C_out, *out_spatial)
+            Of the layer's dtype. ``out_spatial`` is given by
+            :func:`~im2col_conv.geometry.output_size`.
+
+        Raises
+        ------
+        TypeError
+            If ``x`` is not numeric or cannot be cast to the layer's dtype.
+        ValueError
+            If ``x`` has the wrong number of dimensions or channels, or the
+            dilated kernel does not fit in the padded input.
+        """
+        xa = self._cast(x, "x")
+        if xa.ndim not in (self.ndim + 1, self.ndim + 2) or xa.shape[-self.ndim - 1] != self.in_channels:
+            raise ValueError(
+                f"{type(self).__name__} expects x of shape (N, {self.in_channels}, *spatial) or "
+                f"({self.in_channels}, *spatial) with {self.ndim} spatial dimension(s), got shape {xa.shape}"
+            )
+        y, columns = conv_forward(
+            xa, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
+        )
+        self._x = xa
+        self._columns = columns if self._keep == "columns" else None
+        self._output_shape = y.shape
+        return y
+
+    __call__ = forward
+
+    def backward(self, grad_output: ArrayLike) -> NDArray[Any]:
+        """Gradients for the last :meth:`forward`: return ``dL/dx``, store ``dL/dweight``, ``dL/dbias``.
+
+        Parameters
+        ----------
+        grad_output : array_like, shape of the last forward's output
+            ``dL/dy``, gradient of the loss with respect to the output; cast
+            to the layer's dtype.
+
+        Returns
+        -------
+        ndarray, shape of the last forward's input
+            ``dL/dx``, of the layer's dtype.
+
+        Raises
+        ------
+        RuntimeError
+            If :meth:`forward` has not been called since construction or the
+            last :meth:`clear`.
+        ValueError
+            If ``grad_output`` does not have the forward output's shape.
+        TypeError
+            If ``grad_output`` is not numeric or cannot be cast to the layer's dtype.
+        """
+        if self._x is None or self._output_shape is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward called before forward: there is no forward pass "
+                "to differentiate"
+            )
+        gy = self._cast(grad_output, "grad_output")
+        if gy.shape != self._output_shape:
+            raise ValueError(
+                f"grad_output must have the shape of the last forward output {self._output_shape}, "
+                f"got {gy.shape}"
+            )
+        args = (gy, self._x, self.weight, self.stride, self.padding, self.dilation, self.groups)
+        grads: ConvGrads
+        if self._backward_method == "direct":
+            from .direct import conv_backward as direct_conv_backward
+
+            grads = direct_conv_backward(*args)
+        else:
+            grads = conv_backward(*args, columns=self._columns)
+        self.grad_weight = grads.weight.astype(self.dtype, copy=False)
+        self.grad_bias = grads.bias.astype(self.dtype, copy=False) if self.bias is not None else None
+        return grads.input.astype(self.dtype, copy=False)
+
+    def clear(self) -> None:
+        """Drop what the last :meth:`forward` kept (the input and any columns)."""
+        self._x = None
+        self._columns = None
+        self._output_shape = None
