@@ -28,6 +28,7 @@ with a comment saying why it takes the form it does.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -303,10 +304,21 @@ def correlate(a: ArrayLike, kernel: ArrayLike) -> NDArray[Any]:
     out_size = tuple(n - k + 1 for n, k in zip(spatial, size))
     total = np.zeros((x.shape[0], w.shape[0], *out_size), dtype=np.result_type(x, w))
     every = (slice(None), slice(None))
+    spatial_axes = list(range(2, x.ndim))
+    if math.prod(out_size) < math.prod(size):
+        # A kernel larger than its output (the weight gradient, whose "kernel" is
+        # the dilated output gradient): loop over the few output positions instead.
+        for position in np.ndindex(*out_size):
+            window = tuple(slice(p, p + k) for p, k in zip(position, size))
+            # out[n, o, *position] = sum_c sum_k kernel[o, c, *k] * a[n, c, *(position + k)]
+            total[every + position] = np.tensordot(
+                x[every + window], w, axes=([1, *spatial_axes], [1, *spatial_axes])
+            )
+        return total
     for offset in np.ndindex(*size):
         window = tuple(slice(k, k + m) for k, m in zip(offset, out_size))
         # out[n, o, *p] += sum_c kernel[o, c, *offset] * a[n, c, *(p + offset)]
-        total += np.einsum("oc,nc...->no...", w[every + offset], x[every + window])
+        total += np.moveaxis(np.tensordot(x[every + window], w[every + offset], axes=([1], [1])), -1, 1)
     return total
 
 

@@ -12,7 +12,7 @@ iteration one strided slice-add over the whole batch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,33 +20,48 @@ from numpy.lib.stride_tricks import as_strided
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from ._arrays import as_numeric_array, batch_view
-from ._threads import max_threads, run_split
 from .geometry import ConvGeometry, IntOrTuple, PaddingLike, is_sequence
 
 __all__ = ["col2im", "im2col"]
 
 
 def pad_input(
-    x: NDArray[Any], padding: Sequence[tuple[int, int]], dtype: DTypeLike | None = None
+    x: NDArray[Any],
+    padding: Sequence[tuple[int, int]],
+    dtype: DTypeLike | None = None,
+    *,
+    out: NDArray[Any] | None = None,
 ) -> NDArray[Any]:
     """Zero-pad the trailing spatial axes of ``x``, casting to ``dtype``.
 
-    Returns ``x`` itself when there is no padding and no cast to do, so the
-    caller must not write to the result.
+    Parameters
+    ----------
+    x : ndarray, shape (..., *spatial)
+    padding : sequence of (int, int)
+        ``(before, after)`` per trailing spatial axis.
+    dtype : data-type, optional
+        Default ``x.dtype``.
+    out : ndarray, shape (..., *padded), optional
+        A buffer whose border is already zero, for instance one reused from
+        an earlier call with the same padding: only its interior is written,
+        which spares zeroing (and first touching) fresh memory every time.
+
+    Returns
+    -------
+    ndarray, shape (..., *padded)
+        ``x`` itself when there is no padding and no cast to do, so the
+        caller must not write to the result.
     """
     dtype = x.dtype if dtype is None else np.dtype(dtype)
     if not any(b or a for b, a in padding):
         return x.astype(dtype, copy=False)
     lead = x.shape[: x.ndim - len(padding)]
-    padded = np.zeros(lead + tuple(n + b + a for n, (b, a) in zip(x.shape[len(lead) :], padding)), dtype)
-    interior = tuple(slice(b, b + n) for n, (b, _) in zip(x.shape[len(lead) :], padding))
-    padded[(Ellipsis,) + interior] = x
-    return padded
-
-
-def _split_axis(shape: tuple[int, ...]) -> int:
-    # Split work over the batch when it has enough items, else over channels.
-    return 0 if shape[0] >= max_threads() or shape[1] == 1 else 1
+    spatial = x.shape[len(lead) :]
+    if out is None:
+        out = np.zeros(lead + tuple(n + b + a for n, (b, a) in zip(spatial, padding)), dtype)
+    interior = tuple(slice(b, b + n) for n, (b, _) in zip(spatial, padding))
+    out[(Ellipsis,) + interior] = x
+    return out
 
 
 def window_view(padded: NDArray[Any], geometry: ConvGeometry) -> NDArray[Any]:
@@ -85,6 +100,7 @@ def lower(
     out: NDArray[Any] | None = None,
     dtype: DTypeLike | None = None,
     batch_inner: bool = False,
+    padded: NDArray[Any] | None = None,
 ) -> NDArray[Any]:
     """Copy the receptive fields of a batch into a column array.
 
@@ -101,6 +117,8 @@ def lower(
     batch_inner : bool, optional
         Put the batch axis after the kernel axes, so that the columns of all
         samples form one matrix ``(C * prod(kernel), N * L)``.
+    padded : ndarray, shape (N, C, *geometry.padded_size), optional
+        Zero-bordered buffer for the padded input (see :func:`pad_input`).
 
     Returns
     -------
@@ -109,26 +127,12 @@ def lower(
         ``(C, *kernel_size, N, *output_size)``; ``out`` if given.
     """
     dtype = x.dtype if dtype is None else np.dtype(dtype)
-    view = window_view(pad_input(x, geometry.padding, dtype), geometry)
+    view = window_view(pad_input(x, geometry.padding, dtype, out=padded), geometry)
     if batch_inner:
         view = np.moveaxis(view, 0, 1 + geometry.ndim)
     if out is None:
         out = np.empty(view.shape, dtype)
-    # Split the copy over channels, or over the batch when there is one channel.
-    axis = (
-        1 + geometry.ndim
-        if batch_inner and view.shape[0] == 1
-        else 0
-        if batch_inner
-        else _split_axis(view.shape)
-    )
-    columns = out
-
-    def copy(start: int, stop: int) -> None:
-        part = (slice(None),) * axis + (slice(start, stop),)
-        np.copyto(columns[part], view[part])
-
-    run_split(copy, view.shape[axis], out.nbytes)
+    np.copyto(out, view)
     return out
 
 
@@ -139,6 +143,7 @@ def scatter_add(
     grid_size: Sequence[int] | None = None,
     target_size: Sequence[int] | None = None,
     out: NDArray[Any] | None = None,
+    allocate: Callable[[tuple[int, ...]], NDArray[Any]] | None = None,
 ) -> NDArray[Any]:
     """Add every column entry onto the position it was read from (the adjoint of :func:`lower`).
 
@@ -156,6 +161,10 @@ def scatter_add(
         Positions past the reach of every window are zero.
     out : ndarray, shape (N, C, *target_size), optional
         Where to write the result (overwritten, not added to).
+    allocate : callable, optional
+        ``allocate(shape)`` returns scratch memory for the accumulation when
+        it cannot happen in ``out`` (padding, or windows reaching past the
+        target); by default a new array.
 
     Returns
     -------
@@ -163,37 +172,65 @@ def scatter_add(
         ``out[n, c, *x] = sum of cols[n, c, *k, *o]`` over all ``k, o`` with
         ``o * stride + k * dilation - pad_before == x``.
     """
-    d = geometry.ndim
+    every_position = (slice(None),) * geometry.ndim
+
+    def block(index: int, offset: tuple[int, ...]) -> NDArray[Any]:
+        return cols[(Ellipsis,) + offset + every_position]
+
+    return scatter_blocks(
+        block,
+        cols.shape[:2],
+        cols.dtype,
+        geometry,
+        grid_size=grid_size,
+        target_size=target_size,
+        out=out,
+        allocate=allocate,
+    )
+
+
+def scatter_blocks(
+    block: Callable[[int, tuple[int, ...]], NDArray[Any]],
+    lead: tuple[int, ...],
+    dtype: DTypeLike,
+    geometry: ConvGeometry,
+    *,
+    grid_size: Sequence[int] | None = None,
+    target_size: Sequence[int] | None = None,
+    out: NDArray[Any] | None = None,
+    allocate: Callable[[tuple[int, ...]], NDArray[Any]] | None = None,
+) -> NDArray[Any]:
+    """:func:`scatter_add` with the columns of each kernel offset made on demand.
+
+    ``block(index, offset)`` returns the columns of kernel offset ``offset``
+    (flat index ``index`` in row-major order), shape ``(*lead, *grid_size)``.
+    Asking for one offset at a time lets the caller compute each block right
+    before it is added, while it is still in cache, instead of materialising
+    all ``prod(kernel)`` of them. Other parameters as for :func:`scatter_add`.
+    """
     grid = tuple(geometry.output_size if grid_size is None else grid_size)
     target = tuple(geometry.input_size if target_size is None else target_size)
     before = tuple(b for b, _ in geometry.padding)
-    lead = cols.shape[:2]
     # The buffer covers both every window position and the requested crop, so
     # that positions no window reaches simply stay zero.
     reach = tuple((g - 1) * s + e for g, s, e in zip(grid, geometry.stride, geometry.kernel_extent))
     buffer_size = tuple(max(r, b + t) for r, b, t in zip(reach, before, target))
-    direct = buffer_size == target and out is not None
-    buffer = out if direct else np.empty(lead + buffer_size, dtype=cols.dtype)
-    assert buffer is not None
-    crop = tuple(slice(b, b + t) for b, t in zip(before, target))
-    every_position = (slice(None),) * d
-    axis = _split_axis(lead)
-
-    def add(start: int, stop: int) -> None:
-        part = (slice(None),) * axis + (slice(start, stop),)
-        region = buffer[part]
-        region.fill(0)
-        source = cols[part]
-        for offset in np.ndindex(*geometry.kernel_size):
-            window = tuple(
-                slice(k * dl, k * dl + (g - 1) * s + 1, s)
-                for k, dl, g, s in zip(offset, geometry.dilation, grid, geometry.stride)
-            )
-            region[(Ellipsis,) + window] += source[(Ellipsis,) + offset + every_position]
-
-    run_split(add, lead[axis], cols.nbytes)
-    if direct or (buffer_size == target and out is None):
+    if buffer_size == target and out is not None:
+        buffer = out
+    elif allocate is not None:
+        buffer = allocate(lead + buffer_size)
+    else:
+        buffer = np.empty(lead + buffer_size, dtype=dtype)
+    buffer.fill(0)
+    for index, offset in enumerate(np.ndindex(*geometry.kernel_size)):
+        window = tuple(
+            slice(k * dl, k * dl + (g - 1) * s + 1, s)
+            for k, dl, g, s in zip(offset, geometry.dilation, grid, geometry.stride)
+        )
+        buffer[(Ellipsis,) + window] += block(index, offset)
+    if buffer is out or (buffer_size == target and out is None):
         return buffer
+    crop = tuple(slice(b, b + t) for b, t in zip(before, target))
     if out is None:
         return np.ascontiguousarray(buffer[(Ellipsis,) + crop])
     np.copyto(out, buffer[(Ellipsis,) + crop])

@@ -149,3 +149,23 @@ def test_workspace_must_be_an_int(bad):
     x = np.ones((1, 1, 3, 3))
     with pytest.raises(TypeError, match="workspace must be an int"):
         ic.conv_backward(x[:, :, :1, :1], x, x, workspace=bad)
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_offset_by_offset_column_gradient_equals_stored_one(geometry, monkeypatch):
+    """Both ways of forming W^T @ delta before col2im give identical integers."""
+    from im2col_conv import _engine
+
+    spatial, kernel, stride, padding, dilation, groups = geometry
+    rng = np.random.default_rng(11)
+    x, w, _ = _operands(rng, spatial, kernel, groups)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    gy = rng.integers(-5, 6, size=ic.conv(x, w, **kw).shape)
+    results = []
+    for threshold in (1, 1 << 30):
+        monkeypatch.setattr(_engine, "FUSED_MIN_CHANNELS", threshold)
+        results.append((ic.conv_backward(gy, x, w, **kw, workspace=1), ic.conv_transpose(gy, w, **kw)))
+    (fused, fused_t), (stored, stored_t) = results
+    for got, want in zip(fused, stored):
+        assert np.array_equal(got, want)
+    assert np.array_equal(fused_t, stored_t)
