@@ -293,19 +293,19 @@ def _backward(
     need_weight = x is not None
     fused = c_in // groups >= FUSED_MIN_CHANNELS
     if fused:
-        # (K, g, C_in/g, C_out/g): the transposed weight of each kernel offset, contiguous.
+        # (K, g, C_in/g, C_out/g): the transposed weight of each kernel offset. Stored
+        # as (K, g, C_out/g, C_in/g), whose copy reads the weight nearly in order, and
+        # handed to BLAS transposed.
         w_offsets = np.ascontiguousarray(
-            weight.reshape(groups, c_out // groups, c_in // groups, volume).transpose(3, 0, 2, 1)
-        )
+            weight.reshape(groups, c_out // groups, c_in // groups, volume).transpose(3, 0, 1, 2)
+        ).swapaxes(2, 3)
     padded = math.prod(max(a, b) for a, b in zip(geometry.padded_size, target))
     grad_rows = c_in if fused else c_in * volume
     per_sample = dtype.itemsize * (grad_rows * length + c_out * length + c_in * padded)
     if need_weight and columns is None:
         per_sample += _lowering_bytes(c_in, geometry, dtype.itemsize)
     scratch = _Scratch(dtype)
-    # Accumulated transposed, (g, C_in/g * K, C_out/g): OpenBLAS runs cols @ delta^T
-    # faster than delta @ cols^T for these tall-and-thin shapes (measured in benchmarks/).
-    grad_w_t = np.zeros(w_t.shape, dtype) if need_weight else None
+    grad_w = np.zeros(w.shape, dtype) if need_weight else None
     grad_x = np.empty((n, c_in, *target), dtype)
     for chunk in batch_chunks(n, per_sample, workspace):
         nb = chunk.stop - chunk.start
@@ -316,13 +316,13 @@ def _backward(
             np.copyto(
                 delta_t.reshape(c_out, nb, length), delta[chunk].reshape(nb, c_out, length).swapaxes(0, 1)
             )
-        if grad_w_t is not None:
+        if grad_w is not None:
             if columns is not None:
                 cols = columns[:, :, chunk.start * length : chunk.stop * length]
             else:
                 assert x is not None
                 cols = _chunk_columns(x[chunk], geometry, groups, dtype, scratch)
-            grad_w_t += np.matmul(cols, delta_t.swapaxes(1, 2))
+            grad_w += np.matmul(delta_t, cols.swapaxes(1, 2))
         if fused:
             block = _offset_products(
                 w_offsets, delta_t, scratch.get("grad_columns", (groups, c_in // groups, nb * length)), grid
@@ -342,4 +342,4 @@ def _backward(
             out=grad_x[chunk],
             allocate=lambda shape: scratch.get("scatter", shape),
         )
-    return grad_x, None if grad_w_t is None else np.ascontiguousarray(grad_w_t.swapaxes(1, 2))
+    return grad_x, grad_w

@@ -45,9 +45,10 @@ def check_workspace(workspace: object) -> int:
 def batch_chunks(batch: int, bytes_per_sample: int, workspace: int) -> list[slice]:
     """Cut ``range(batch)`` into consecutive slices whose temporaries fit.
 
-    Each slice holds as many samples as fit in ``min(workspace, CACHE_BYTES)``
-    less ``RESERVED_BYTES``, and at least one. A single sample larger than the workspace still makes
-    one slice: the limit then holds per sample, not per call.
+    The slices are as few as fit in ``min(workspace, CACHE_BYTES)`` less
+    ``RESERVED_BYTES``, of near-equal sizes, each of at least one sample. A
+    single sample larger than the workspace still makes one slice: the limit
+    then holds per sample, not per call.
 
     Parameters
     ----------
@@ -65,9 +66,20 @@ def batch_chunks(batch: int, bytes_per_sample: int, workspace: int) -> list[slic
 
     Examples
     --------
-    >>> batch_chunks(10, 3 << 20, 64 << 20)
+    >>> batch_chunks(10, 3 << 20, 64 << 20)  # two samples fit in 8 MiB
     [slice(0, 2, None), slice(2, 4, None), slice(4, 6, None), slice(6, 8, None), slice(8, 10, None)]
+    >>> batch_chunks(9, 3 << 20, 64 << 20)
+    [slice(0, 2, None), slice(2, 4, None), slice(4, 6, None), slice(6, 8, None), slice(8, 9, None)]
     """
     budget = min(workspace, CACHE_BYTES) - RESERVED_BYTES
-    step = max(1, budget // max(bytes_per_sample, 1))
-    return [slice(start, min(start + step, batch)) for start in range(0, batch, step)]
+    most = max(1, budget // max(bytes_per_sample, 1))
+    # As few chunks as fit, of near-equal sizes: a small last chunk would make
+    # matrix products too thin to run at full speed. The larger ones come first,
+    # so buffers sized for the first chunk serve every later one.
+    count = -(-batch // most)
+    if count == 0:
+        return []
+    base, extra = divmod(batch, count)
+    sizes = [base + 1] * extra + [base] * (count - extra)
+    starts = [sum(sizes[:i]) for i in range(count)]
+    return [slice(start, start + size) for start, size in zip(starts, sizes)]
