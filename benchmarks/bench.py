@@ -111,9 +111,20 @@ def run_numpy(
     def backward() -> object:
         return ic.conv_backward(gy, x, weight, stride=s, padding=p)
 
+    # The column matrix of the whole batch, as conv_forward keeps it, and the
+    # forward's one matrix product on it alone: the best the method can do with
+    # this BLAS at this shape, copies and col2im aside.
+    _, columns = ic.conv_forward(x, weight, stride=s, padding=p)
+    grouped = weight.reshape(1, c_out, -1)
+
+    def backward_with_columns() -> object:
+        return ic.conv_backward(gy, x, weight, stride=s, padding=p, columns=columns)
+
     row = {
         "forward_ms": 1e3 * median_time(forward, repeats),
         "backward_ms": 1e3 * median_time(backward, repeats),
+        "backward_with_columns_ms": 1e3 * median_time(backward_with_columns, repeats),
+        "forward_gemm_only_ms": 1e3 * median_time(lambda: np.matmul(grouped, columns.data), repeats),
         "forward_peak_bytes": peak_bytes(forward),
         "backward_peak_bytes": peak_bytes(backward),
         "column_matrix_bytes": c_in * k * k * y.shape[2] * y.shape[3] * n * np.dtype(dtype).itemsize,
@@ -180,7 +191,13 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
         },
         "rows": [],
     }
-    numpy_keys = ("forward_ms", "backward_ms", "direct_backward_ms")
+    numpy_keys = (
+        "forward_ms",
+        "backward_ms",
+        "backward_with_columns_ms",
+        "forward_gemm_only_ms",
+        "direct_backward_ms",
+    )
     torch_keys = ("torch_forward_ms", "torch_backward_ms")
     for dtype in dtypes:
         rate = None
@@ -215,6 +232,7 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
                 backward_gflops=2 * flops / row["backward_ms"] / 1e6,
                 forward_roofline=row["forward_ms"] / ideal_ms,
                 backward_roofline=row["backward_ms"] / (2 * ideal_ms),
+                shape_gemm_roofline=row["forward_gemm_only_ms"] / ideal_ms,
             )
             if "torch_forward_ms" in row:
                 row["forward_vs_torch"] = row["forward_ms"] / row["torch_forward_ms"]
@@ -226,29 +244,121 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def phase_breakdown(shape: tuple[int, ...], dtype: np.dtype[Any], repeats: int) -> dict[str, float]:
+    """Milliseconds spent in each phase of conv and conv_backward (best of ``repeats``).
+
+    The engine's lowering copy, matrix products and col2im additions are timed
+    by wrapping them where the engine calls them; "other" is the rest of the
+    call (allocation, casts, the batch-first transposes of small chunks).
+    """
+    import time
+
+    from im2col_conv import _engine
+
+    n, c_in, h, w, c_out, k, s, p = shape
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((n, c_in, h, w)).astype(dtype)
+    weight = rng.standard_normal((c_out, c_in, k, k)).astype(dtype)
+    gy = rng.standard_normal(ic.conv(x, weight, stride=s, padding=p).shape).astype(dtype)
+    spent: dict[str, float] = {}
+    nested = {"depth": 0}
+
+    def timed(label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            nested["depth"] += 1
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                elapsed = time.perf_counter() - start
+                nested["depth"] -= 1
+                spent[label] = spent.get(label, 0.0) + elapsed
+                if label == "matmul" and nested["depth"]:
+                    spent["nested_matmul"] = spent.get("nested_matmul", 0.0) + elapsed
+
+        return wrapper
+
+    originals = {"lower": _engine.lower, "scatter_blocks": _engine.scatter_blocks, "np": _engine.np}
+
+    class _Numpy:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(np, name)
+
+    patched = _Numpy()
+    patched.matmul = timed("matmul", np.matmul)  # type: ignore[attr-defined]
+    result: dict[str, float] = {}
+    try:
+        _engine.lower = timed("lower", originals["lower"])  # type: ignore[assignment]
+        _engine.scatter_blocks = timed("col2im", originals["scatter_blocks"])  # type: ignore[assignment]
+        _engine.np = patched  # type: ignore[assignment]
+        for label, call in (
+            ("forward", lambda: ic.conv(x, weight, stride=s, padding=p)),
+            ("backward", lambda: ic.conv_backward(gy, x, weight, stride=s, padding=p)),
+        ):
+            best: tuple[float, dict[str, float]] | None = None
+            for _ in range(repeats):
+                spent.clear()
+                start = time.perf_counter()
+                call()
+                total = time.perf_counter() - start
+                if best is None or total < best[0]:
+                    best = (total, dict(spent))
+            assert best is not None
+            total, parts = best
+            col2im = parts.get("col2im", 0.0) - parts.get("nested_matmul", 0.0)
+            phases = {
+                "lowering": parts.get("lower", 0.0),
+                "matmul": parts.get("matmul", 0.0),
+                "col2im adds": col2im,
+            }
+            phases["other"] = total - sum(phases.values())
+            result.update({f"{label} {name}": 1e3 * value for name, value in phases.items()})
+            result[f"{label} total"] = 1e3 * total
+    finally:
+        _engine.lower = originals["lower"]  # type: ignore[assignment]
+        _engine.scatter_blocks = originals["scatter_blocks"]  # type: ignore[assignment]
+        _engine.np = originals["np"]  # type: ignore[assignment]
+    return result
+
+
 def format_table(results: dict[str, Any]) -> str:
-    header = (
-        f"{'dtype':7} {'N,Cin,H,W,Cout,k,s,p':26} {'fwd ms':>8} {'bwd ms':>8} {'GF/s f':>7} {'GF/s b':>7} "
-        f"{'roof f':>6} {'roof b':>6} {'torch f':>8} {'torch b':>8} {'vs t':>5} "
-        f"{'peak MiB':>8} {'cols MiB':>8} {'direct':>8}"
-    )
+    """One line per layer and dtype; times in ms, ratios unitless, memory in MiB."""
+    columns = [
+        ("dtype", 7, lambda r: r["dtype"]),
+        ("N,Cin,H,W,Cout,k,s,p", 24, lambda r: ",".join(map(str, r["shape"]))),
+        ("fwd", 7, lambda r: f"{r['forward_ms']:.1f}"),
+        ("bwd", 7, lambda r: f"{r['backward_ms']:.1f}"),
+        ("bwd+c", 7, lambda r: f"{r['backward_with_columns_ms']:.1f}"),
+        ("gemm", 7, lambda r: f"{r['forward_gemm_only_ms']:.1f}"),
+        ("roof f", 6, lambda r: f"{r['forward_roofline']:.2f}"),
+        ("roof b", 6, lambda r: f"{r['backward_roofline']:.2f}"),
+        ("roof g", 6, lambda r: f"{r['shape_gemm_roofline']:.2f}"),
+        ("torch f", 7, lambda r: f"{r['torch_forward_ms']:.1f}" if "torch_forward_ms" in r else "-"),
+        ("torch b", 7, lambda r: f"{r['torch_backward_ms']:.1f}" if "torch_backward_ms" in r else "-"),
+        ("vs t", 5, lambda r: f"{r['total_vs_torch']:.2f}" if "total_vs_torch" in r else "-"),
+        ("peak", 6, lambda r: f"{max(r['forward_peak_bytes'], r['backward_peak_bytes']) / 2**20:.1f}"),
+        ("cols", 6, lambda r: f"{r['column_matrix_bytes'] / 2**20:.1f}"),
+        ("direct", 7, lambda r: f"{r['direct_backward_ms']:.0f}" if "direct_backward_ms" in r else "-"),
+    ]
+    header = " ".join(f"{name:>{width}}" for name, width, _ in columns)
     lines = [header, "-" * len(header)]
-    mib = 1 << 20
     for row in results["rows"]:
-        torch_f = f"{row['torch_forward_ms']:8.1f}" if "torch_forward_ms" in row else f"{'-':>8}"
-        torch_b = f"{row['torch_backward_ms']:8.1f}" if "torch_backward_ms" in row else f"{'-':>8}"
-        ratio = f"{row['total_vs_torch']:5.2f}" if "total_vs_torch" in row else f"{'-':>5}"
-        direct_ms = f"{row['direct_backward_ms']:8.0f}" if "direct_backward_ms" in row else f"{'-':>8}"
-        peak = max(row["forward_peak_bytes"], row["backward_peak_bytes"]) / mib
-        lines.append(
-            f"{row['dtype']:7} {','.join(map(str, row['shape'])):26} {row['forward_ms']:8.1f} "
-            f"{row['backward_ms']:8.1f} {row['forward_gflops']:7.1f} {row['backward_gflops']:7.1f} "
-            f"{row['forward_roofline']:6.2f} {row['backward_roofline']:6.2f} {torch_f} {torch_b} {ratio} "
-            f"{peak:8.1f} {row['column_matrix_bytes'] / mib:8.1f} {direct_ms}"
-        )
+        lines.append(" ".join(f"{cell(row):>{width}}" for _, width, cell in columns))
     rates = sorted({(r["dtype"], round(r["gemm_gflops"])) for r in results["rows"]})
     lines.append("large-GEMM rate (GFLOP/s): " + ", ".join(f"{d} {g}" for d, g in rates))
+    lines.append(
+        "fwd/bwd: conv/conv_backward; bwd+c: conv_backward given conv_forward's columns; gemm: the "
+        "forward's matrix product alone; roof: time over the large-GEMM time of the same FLOPs; "
+        "vs t: (fwd + bwd) / PyTorch's; peak: temporary MiB of a call; cols: the column matrix it "
+        "avoided; direct: im2col_conv.direct.conv_backward"
+    )
     return "\n".join(lines)
+
+
+def table_from_json(path: str) -> str:
+    """Format a results file written by ``--json`` again, e.g. for the docs."""
+    with open(path) as handle:
+        return format_table(json.load(handle))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -260,7 +370,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-torch", dest="torch", action="store_false", help="skip PyTorch")
     parser.add_argument("--no-direct", dest="direct", action="store_false", help="skip the direct method")
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
+    parser.add_argument("--show", default=None, metavar="JSON", help="print the table of a results file")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="time the phases (lowering, GEMM, col2im) of each layer"
+    )
     args = parser.parse_args(argv)
+    if args.show:
+        print(table_from_json(args.show))
+        return 0
+    if args.breakdown:
+        for dtype in args.dtypes:
+            for shape in QUICK if args.quick else SHAPES:
+                phases = phase_breakdown(shape, np.dtype(dtype), max(args.repeats, 3))
+                text = "  ".join(f"{name} {ms:.1f}" for name, ms in phases.items())
+                print(f"{dtype} {','.join(map(str, shape))}: {text}")
+        return 0
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:

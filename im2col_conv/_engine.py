@@ -10,23 +10,26 @@ gradient) is then one matrix product per group over the whole chunk, instead
 of ``nb`` small ones, and the weight gradient needs no per-sample sum. The
 price is one transpose of the (small) output chunk at the boundary.
 
-Memory. Chunks are sized by :func:`~im2col_conv.workspace.batch_chunks` from
-the bytes each sample needs in them, and their buffers are allocated once per
-call and reused, so the temporaries of a call stay within the workspace.
+Memory. Work is cut into tiles by :func:`~im2col_conv.workspace.plan_tiles`:
+groups of whole samples, or, for a sample too large on its own, bands of
+output rows along the first spatial axis. A band is itself a convolution, of
+the input rows it reads with the padding that falls inside it
+(:func:`_band`). Buffers are allocated once per call and reused, so the
+temporaries of a call stay within the workspace.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .geometry import ConvGeometry
 from .lowering import lower, scatter_blocks
-from .workspace import batch_chunks
+from .workspace import batch_chunks, plan_tiles
 
 __all__ = ["FUSED_MIN_CHANNELS", "backward", "forward", "input_gradient"]
 
@@ -45,19 +48,26 @@ class _Scratch:
     def __init__(self, dtype: np.dtype[Any]) -> None:
         self.dtype = dtype
         self._buffers: dict[str, NDArray[Any]] = {}
+        self._layouts: dict[str, object] = {}
 
-    def get(self, name: str, shape: tuple[int, ...], *, zeroed: bool = False) -> NDArray[Any]:
-        """A ``shape`` view of buffer ``name``; ``zeroed`` buffers start as zeros.
+    def get(self, name: str, shape: tuple[int, ...], *, zeroed_for: object = None) -> NDArray[Any]:
+        """A ``shape`` view of buffer ``name``.
 
-        Views of one buffer with the same trailing shape share the layout of
-        their leading samples, so zeros that a caller never overwrites (the
-        border of a padded input) stay zero from chunk to chunk.
+        With ``zeroed_for`` the view is all zeros whenever ``(shape, zeroed_for)``
+        differs from the previous request: zeros that the caller never
+        overwrites (the border of a padded input, whose layout ``zeroed_for``
+        names) then stay zero from one tile to the next without refilling.
         """
         size = math.prod(shape)
         buffer = self._buffers.get(name)
-        if buffer is None or buffer.size < size:
-            buffer = self._buffers[name] = (np.zeros if zeroed else np.empty)(size, self.dtype)
-        return buffer[:size].reshape(shape)
+        fresh = buffer is None or buffer.size < size
+        if buffer is None or fresh:
+            buffer = self._buffers[name] = np.empty(size, self.dtype)
+        view = buffer[:size].reshape(shape)
+        if zeroed_for is not None and (fresh or self._layouts.get(name) != (shape, zeroed_for)):
+            view.fill(0)
+            self._layouts[name] = (shape, zeroed_for)
+        return view
 
 
 def _is_pointwise(geometry: ConvGeometry) -> bool:
@@ -65,26 +75,94 @@ def _is_pointwise(geometry: ConvGeometry) -> bool:
     return geometry.kernel_volume == 1 and set(geometry.stride) == {1} and not any(map(any, geometry.padding))
 
 
-def _lowering_bytes(channels: int, geometry: ConvGeometry, itemsize: int) -> int:
-    """Temporary bytes per sample to lower one sample: its padded copy and its columns."""
-    padded = channels * math.prod(geometry.padded_size) if any(map(any, geometry.padding)) else 0
-    return itemsize * (padded + channels * geometry.kernel_volume * geometry.output_volume)
+class _Tile(NamedTuple):
+    """Samples ``batch`` and output rows ``rows`` (first spatial axis) of a call."""
+
+    batch: slice
+    rows: slice
+    whole: bool  # every output row: the tile's geometry is the call's
+    input_rows: slice  # unpadded input rows the tile reads
+    geometry: ConvGeometry  # the tile as a convolution of those rows
+
+
+def _band(geometry: ConvGeometry, rows: slice) -> tuple[slice, ConvGeometry]:
+    """The input rows that output rows ``rows`` read, and their geometry.
+
+    In padded coordinates the band reads rows ``[rows.start * s, (rows.stop - 1) * s + e)``
+    (``e`` the dilated kernel extent); whatever of that lies in the padding
+    becomes the band's own padding.
+    """
+    stride, extent = geometry.stride[0], geometry.kernel_extent[0]
+    before, size = geometry.padding[0][0], geometry.input_size[0]
+    start, stop = rows.start * stride, (rows.stop - 1) * stride + extent
+    low = min(max(start - before, 0), size)
+    high = max(min(stop - before, size), low)
+    pad_before = min(max(before - start, 0), stop - start)
+    pad_after = (stop - start) - pad_before - (high - low)
+    band = ConvGeometry(
+        (high - low, *geometry.input_size[1:]),
+        geometry.kernel_size,
+        geometry.stride,
+        ((pad_before, pad_after), *geometry.padding[1:]),
+        geometry.dilation,
+    )
+    return slice(low, high), band
+
+
+def _tiles(
+    n: int,
+    geometry: ConvGeometry,
+    tile_bytes: Callable[[int, int], int],
+    workspace: int,
+    *,
+    bands: bool = True,
+) -> list[_Tile]:
+    rows = geometry.output_size[0]
+    if bands:
+        plan = plan_tiles(n, rows, tile_bytes, workspace)
+    else:
+        plan = [(chunk, slice(0, rows)) for chunk in batch_chunks(n, tile_bytes(1, rows), workspace)]
+    tiles = []
+    for batch, band_rows in plan:
+        if band_rows == slice(0, rows):
+            tiles.append(_Tile(batch, band_rows, True, slice(0, geometry.input_size[0]), geometry))
+        else:
+            tiles.append(_Tile(batch, band_rows, False, *_band(geometry, band_rows)))
+    return tiles
+
+
+def _row_elements(geometry: ConvGeometry) -> tuple[int, int]:
+    """Elements per output row and per padded input row (a row: fixed first spatial index)."""
+    return math.prod(geometry.output_size[1:]), math.prod(geometry.padded_size[1:])
+
+
+def _band_input_rows(geometry: ConvGeometry, rows: int) -> int:
+    """Padded input rows read by ``rows`` consecutive output rows."""
+    return (rows - 1) * geometry.stride[0] + geometry.kernel_extent[0]
 
 
 def _chunk_columns(
     x: NDArray[Any], geometry: ConvGeometry, groups: int, dtype: np.dtype[Any], scratch: _Scratch | None
 ) -> NDArray[Any]:
-    """Columns of a chunk ``x`` of shape ``(nb, C, *spatial)`` as ``(g, C/g * K, nb * L)``."""
+    """Columns of a tile ``x`` of shape ``(nb, C, *spatial)`` as ``(g, C/g * K, nb * L)``."""
     nb, c = x.shape[:2]
     shape = (groups, c // groups * geometry.kernel_volume, nb * geometry.output_volume)
     if nb == 1 and _is_pointwise(geometry):
         return x.astype(dtype, copy=False).reshape(shape)  # im2col is the identity here: no copy
-    out = (
-        None
-        if scratch is None
-        else scratch.get("columns", (c, *geometry.kernel_size, nb, *geometry.output_size))
-    )
-    return lower(x, geometry, out=out, dtype=dtype, batch_inner=True).reshape(shape)
+    if scratch is None:
+        return lower(x, geometry, dtype=dtype, batch_inner=True).reshape(shape)
+    out = scratch.get("columns", (c, *geometry.kernel_size, nb, *geometry.output_size))
+    padded = None
+    if any(map(any, geometry.padding)):
+        padded = scratch.get("padded", (nb, c, *geometry.padded_size), zeroed_for=geometry.padding)
+    return lower(x, geometry, out=out, dtype=dtype, batch_inner=True, padded=padded).reshape(shape)
+
+
+def _lowering_bytes(c_in: int, geometry: ConvGeometry, samples: int, rows: int) -> int:
+    """Elements a tile's lowering needs: its columns and its padded input."""
+    out_row, padded_row = _row_elements(geometry)
+    padded = c_in * _band_input_rows(geometry, rows) * padded_row if any(map(any, geometry.padding)) else 0
+    return samples * (c_in * geometry.kernel_volume * rows * out_row + padded)
 
 
 def forward(
@@ -97,7 +175,7 @@ def forward(
     *,
     keep_columns: bool = False,
 ) -> tuple[NDArray[Any], NDArray[Any] | None]:
-    """``y = W @ cols`` chunk by chunk.
+    """``y = W @ cols`` tile by tile.
 
     Parameters
     ----------
@@ -120,24 +198,33 @@ def forward(
     if _is_pointwise(geometry) and not keep_columns:
         return _pointwise_forward(x, w, dtype, workspace), None
     y = np.empty((n, c_out, length), dtype)
+    scratch = _Scratch(dtype)
+    out_row = _row_elements(geometry)[0]
     if keep_columns:
         cols = _chunk_columns(x, geometry, groups, dtype, None)
         if cols.base is not None and np.shares_memory(cols, x):
             cols = cols.copy()  # the caller may change x before backward
-        chunks, scratch = [slice(0, n)], _Scratch(dtype)
+        tiles = [_Tile(slice(0, n), slice(0, geometry.output_size[0]), True, slice(None), geometry)]
     else:
-        per_sample = _lowering_bytes(c_in, geometry, dtype.itemsize) + dtype.itemsize * c_out * length
-        chunks, scratch = batch_chunks(n, per_sample, workspace), _Scratch(dtype)
-    for chunk in chunks:
-        nb = chunk.stop - chunk.start
+
+        def tile_bytes(samples: int, rows: int) -> int:
+            product = samples * c_out * rows * out_row
+            return int(dtype.itemsize * (_lowering_bytes(c_in, geometry, samples, rows) + product))
+
+        tiles = _tiles(n, geometry, tile_bytes, workspace)
+    for tile in tiles:
+        nb = tile.batch.stop - tile.batch.start
         if not keep_columns:
-            cols = _chunk_columns(x[chunk], geometry, groups, dtype, scratch)
-        assert scratch is not None
-        if nb == 1:
-            np.matmul(w, cols, out=y[chunk].reshape(groups, c_out // groups, length))
+            x_tile = x[tile.batch] if tile.whole else x[tile.batch, :, tile.input_rows]
+            cols = _chunk_columns(x_tile, tile.geometry, groups, dtype, scratch)
+        band_length = tile.geometry.output_volume
+        if nb == 1 and tile.whole:
+            np.matmul(w, cols, out=y[tile.batch].reshape(groups, c_out // groups, length))
             continue
-        product = np.matmul(w, cols, out=scratch.get("product", (groups, c_out // groups, nb * length)))
-        np.copyto(y[chunk].reshape(nb, c_out, length), product.reshape(c_out, nb, length).swapaxes(0, 1))
+        product = scratch.get("product", (groups, c_out // groups, nb * band_length))
+        np.matmul(w, cols, out=product)
+        target = y[tile.batch].reshape(nb, c_out, geometry.output_size[0], out_row)[:, :, tile.rows]
+        np.copyto(target, product.reshape(c_out, nb, *target.shape[2:]).swapaxes(0, 1))
     return y, (cols if keep_columns and n else None)
 
 
@@ -194,18 +281,19 @@ def input_gradient(
     grid_size: tuple[int, ...] | None = None,
     target_size: tuple[int, ...] | None = None,
 ) -> NDArray[Any]:
-    """``col2im(W^T @ delta)`` chunk by chunk; also the transposed convolution.
+    """``col2im(W^T @ delta)`` tile by tile; also the transposed convolution.
 
     Parameters
     ----------
     delta : ndarray, shape (N, C_out, *grid_size)
-        Any dtype; cast chunk by chunk.
+        Any dtype; cast tile by tile.
     weight : ndarray, shape (C_out, C_in/groups, *kernel), of ``dtype``
     geometry : ConvGeometry
         The forward convolution whose input gradient this is.
     grid_size, target_size : tuple of int, optional
         Window grid and result size, when they differ from the geometry's
-        output and input sizes (a transposed convolution's ``output_padding``).
+        output and input sizes (a transposed convolution's ``output_padding``);
+        the work is then cut into whole samples only.
 
     Returns
     -------
@@ -224,7 +312,7 @@ def backward(
     workspace: int,
     columns: NDArray[Any] | None = None,
 ) -> tuple[NDArray[Any], NDArray[Any]]:
-    """Input and weight gradients, chunk by chunk.
+    """Input and weight gradients, tile by tile.
 
     Returns
     -------
@@ -284,13 +372,11 @@ def _backward(
     target = geometry.input_size if target_size is None else target_size
     length, volume = math.prod(grid), geometry.kernel_volume
     w = weight.reshape(groups, c_out // groups, -1)  # (g, C_out/g, C_in/g * K)
-    w_t = w.swapaxes(1, 2)
     delta = delta.reshape(n, groups, c_out // groups, length)
     if _is_pointwise(geometry) and tuple(grid) == tuple(target) and columns is None:
         grad_x, grad_w = _pointwise_backward(delta, x, w, dtype, workspace)
         return grad_x.reshape(n, c_in, *target), grad_w
 
-    need_weight = x is not None
     fused = c_in // groups >= FUSED_MIN_CHANNELS
     if fused:
         # (K, g, C_in/g, C_out/g): the transposed weight of each kernel offset. Stored
@@ -299,47 +385,77 @@ def _backward(
         w_offsets = np.ascontiguousarray(
             weight.reshape(groups, c_out // groups, c_in // groups, volume).transpose(3, 0, 1, 2)
         ).swapaxes(2, 3)
-    padded = math.prod(max(a, b) for a, b in zip(geometry.padded_size, target))
-    grad_rows = c_in if fused else c_in * volume
-    per_sample = dtype.itemsize * (grad_rows * length + c_out * length + c_in * padded)
-    if need_weight and columns is None:
-        per_sample += _lowering_bytes(c_in, geometry, dtype.itemsize)
+    reshaped = grid_size is not None or target_size is not None
+    out_row = math.prod(grid[1:])
+    in_row = math.prod(max(p, t) for p, t in zip(geometry.padded_size[1:], target[1:]))
+
+    def tile_bytes(samples: int, rows: int) -> int:
+        read_rows = max(_band_input_rows(geometry, rows), target[0] if reshaped else 0)
+        elements = samples * (
+            (c_in if fused else c_in * volume) * rows * out_row  # column gradient
+            + c_out * rows * out_row  # delta, batch-inner
+            + 2 * c_in * read_rows * in_row  # scatter buffer, and a band's gradient
+        )
+        if x is not None and columns is None:
+            elements += _lowering_bytes(c_in, geometry, samples, rows)
+        return int(dtype.itemsize * elements)
+
     scratch = _Scratch(dtype)
-    grad_w = np.zeros(w.shape, dtype) if need_weight else None
-    grad_x = np.empty((n, c_in, *target), dtype)
-    for chunk in batch_chunks(n, per_sample, workspace):
-        nb = chunk.stop - chunk.start
+    grad_w = np.zeros(w.shape, dtype) if x is not None else None
+    tiles = _tiles(n, geometry, tile_bytes, workspace, bands=not reshaped)
+    whole = all(tile.whole for tile in tiles)
+    grad_x = (np.empty if whole else np.zeros)((n, c_in, *target), dtype)
+    for tile in tiles:
+        nb = tile.batch.stop - tile.batch.start
+        tile_grid = grid if tile.whole else tile.geometry.output_size
+        band_length = math.prod(tile_grid)
+        rows_delta = delta[tile.batch].reshape(nb, c_out, grid[0], out_row)[:, :, tile.rows]
         if nb == 1:
-            delta_t = delta[chunk.start].reshape(groups, c_out // groups, length).astype(dtype, copy=False)
+            delta_t = rows_delta[0].reshape(groups, c_out // groups, band_length).astype(dtype, copy=False)
         else:
-            delta_t = scratch.get("delta", (groups, c_out // groups, nb * length))
-            np.copyto(
-                delta_t.reshape(c_out, nb, length), delta[chunk].reshape(nb, c_out, length).swapaxes(0, 1)
-            )
+            delta_t = scratch.get("delta", (groups, c_out // groups, nb * band_length))
+            np.copyto(delta_t.reshape(c_out, nb, *rows_delta.shape[2:]), rows_delta.swapaxes(0, 1))
         if grad_w is not None:
             if columns is not None:
-                cols = columns[:, :, chunk.start * length : chunk.stop * length]
+                start = tile.batch.start * length + tile.rows.start * out_row
+                cols = columns[:, :, start : start + nb * band_length]
             else:
                 assert x is not None
-                cols = _chunk_columns(x[chunk], geometry, groups, dtype, scratch)
+                x_tile = x[tile.batch] if tile.whole else x[tile.batch, :, tile.input_rows]
+                cols = _chunk_columns(x_tile, tile.geometry, groups, dtype, scratch)
             grad_w += np.matmul(delta_t, cols.swapaxes(1, 2))
         if fused:
-            block = _offset_products(
-                w_offsets, delta_t, scratch.get("grad_columns", (groups, c_in // groups, nb * length)), grid
+            products = scratch.get("grad_columns", (groups, c_in // groups, nb * band_length))
+            block = _offset_products(w_offsets, delta_t, products, tile_grid)
+        else:
+            grad_cols = scratch.get("grad_columns", (groups, c_in // groups * volume, nb * band_length))
+            np.matmul(w.swapaxes(1, 2), delta_t, out=grad_cols)
+            # (C_in, K, nb, *grid) viewed batch-first for the scatter-add.
+            block = _stored_blocks(np.moveaxis(grad_cols.reshape(c_in, volume, nb, *tile_grid), 2, 0))
+
+        def allocate(shape: tuple[int, ...]) -> NDArray[Any]:
+            return scratch.get("scatter", shape)
+
+        if tile.whole:
+            scatter_blocks(
+                block,
+                (nb, c_in),
+                dtype,
+                geometry,
+                grid_size=grid,
+                target_size=target,
+                out=grad_x[tile.batch],
+                allocate=allocate,
             )
         else:
-            grad_cols = scratch.get("grad_columns", (groups, c_in // groups * volume, nb * length))
-            np.matmul(w_t, delta_t, out=grad_cols)
-            # (C_in, K, nb, *grid) viewed batch-first for the scatter-add.
-            block = _stored_blocks(np.moveaxis(grad_cols.reshape(c_in, volume, nb, *grid), 2, 0))
-        scatter_blocks(
-            block,
-            (nb, c_in),
-            dtype,
-            geometry,
-            grid_size=grid,
-            target_size=target,
-            out=grad_x[chunk],
-            allocate=lambda shape: scratch.get("scatter", shape),
-        )
+            # Bands overlap where windows do: add each band's gradient to the rows it read.
+            band = scatter_blocks(
+                block,
+                (nb, c_in),
+                dtype,
+                tile.geometry,
+                out=scratch.get("band", (nb, c_in, *tile.geometry.input_size)),
+                allocate=allocate,
+            )
+            grad_x[tile.batch, :, tile.input_rows] += band
     return grad_x, grad_w

@@ -2,16 +2,25 @@
 
 A column matrix holds ``prod(kernel)`` copies of its input: for a 3x3 kernel
 over a batch of 32 images of 64x56x56 floats it is 231 MB. The convolution
-functions therefore lower the batch a few samples at a time, so that the
-temporaries of one call stay within a *workspace* limit whatever the batch
+functions therefore lower the batch a few samples at a time, and a sample
+too large for that a band of output rows at a time, so that the temporaries
+of one call stay within a *workspace* limit whatever the batch and image
 size, and, in the common case, within the processor's cache.
 """
 
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 
-__all__ = ["CACHE_BYTES", "DEFAULT_WORKSPACE", "RESERVED_BYTES", "batch_chunks", "check_workspace"]
+__all__ = [
+    "CACHE_BYTES",
+    "DEFAULT_WORKSPACE",
+    "RESERVED_BYTES",
+    "batch_chunks",
+    "check_workspace",
+    "plan_tiles",
+]
 
 #: Default bound on the temporary memory of one call, in bytes (64 MiB).
 DEFAULT_WORKSPACE = 64 << 20
@@ -40,6 +49,71 @@ def check_workspace(workspace: object) -> int:
     if workspace <= 0:
         raise ValueError(f"workspace must be a positive number of bytes, got {workspace}")
     return int(workspace)
+
+
+def _budget(workspace: int) -> int:
+    return min(workspace, CACHE_BYTES) - RESERVED_BYTES
+
+
+def _even_slices(total: int, most: int) -> list[slice]:
+    """As few consecutive slices of ``range(total)`` as hold at most ``most`` each, near-equal."""
+    # A small last slice would make matrix products too thin to run at full
+    # speed. The larger slices come first, so that buffers sized for the first
+    # serve every later one.
+    count = -(-total // most)
+    if count == 0:
+        return []
+    base, extra = divmod(total, count)
+    sizes = [base + 1] * extra + [base] * (count - extra)
+    starts = [sum(sizes[:i]) for i in range(count)]
+    return [slice(start, start + size) for start, size in zip(starts, sizes)]
+
+
+def plan_tiles(
+    batch: int, rows: int, tile_bytes: Callable[[int, int], int], workspace: int
+) -> list[tuple[slice, slice]]:
+    """Cut a batch of output grids into tiles whose temporaries fit.
+
+    Whole samples are grouped as in :func:`batch_chunks` when one sample fits.
+    Otherwise each sample is cut into bands of output rows (along the first
+    spatial axis) that fit; only a single output row larger than the budget
+    breaks the limit.
+
+    Parameters
+    ----------
+    batch : int
+        Number of samples ``N``.
+    rows : int
+        Output rows along the first spatial axis.
+    tile_bytes : callable
+        ``tile_bytes(samples, rows)``: temporary bytes of a tile of that many
+        samples and output rows.
+    workspace : int
+        The caller's limit in bytes.
+
+    Returns
+    -------
+    list of (slice, slice)
+        ``(samples, output_rows)`` in order, covering every sample and row once.
+
+    Examples
+    --------
+    A sample of ten output rows needing 1 MiB per row does not fit in the
+    8 MiB cache budget; two bands of five rows do:
+
+    >>> plan_tiles(2, 10, lambda n, r: n * r << 20, 64 << 20)
+    [(slice(0, 1, None), slice(0, 5, None)), (slice(0, 1, None), slice(5, 10, None)),
+     (slice(1, 2, None), slice(0, 5, None)), (slice(1, 2, None), slice(5, 10, None))]
+    >>> plan_tiles(4, 10, lambda n, r: n * r << 16, 64 << 20)
+    [(slice(0, 4, None), slice(0, 10, None))]
+    """
+    budget = _budget(workspace)
+    whole = slice(0, rows)
+    if rows == 0 or tile_bytes(1, rows) <= budget:
+        return [(chunk, whole) for chunk in batch_chunks(batch, tile_bytes(1, rows), workspace)]
+    most = max([r for r in range(1, rows) if tile_bytes(1, r) <= budget] or [1])
+    bands = _even_slices(rows, most)
+    return [(slice(n, n + 1), band) for n in range(batch) for band in bands]
 
 
 def batch_chunks(batch: int, bytes_per_sample: int, workspace: int) -> list[slice]:
@@ -71,15 +145,4 @@ def batch_chunks(batch: int, bytes_per_sample: int, workspace: int) -> list[slic
     >>> batch_chunks(9, 3 << 20, 64 << 20)
     [slice(0, 2, None), slice(2, 4, None), slice(4, 6, None), slice(6, 8, None), slice(8, 9, None)]
     """
-    budget = min(workspace, CACHE_BYTES) - RESERVED_BYTES
-    most = max(1, budget // max(bytes_per_sample, 1))
-    # As few chunks as fit, of near-equal sizes: a small last chunk would make
-    # matrix products too thin to run at full speed. The larger ones come first,
-    # so buffers sized for the first chunk serve every later one.
-    count = -(-batch // most)
-    if count == 0:
-        return []
-    base, extra = divmod(batch, count)
-    sizes = [base + 1] * extra + [base] * (count - extra)
-    starts = [sum(sizes[:i]) for i in range(count)]
-    return [slice(start, start + size) for start, size in zip(starts, sizes)]
+    return _even_slices(batch, max(1, _budget(workspace) // max(bytes_per_sample, 1)))

@@ -169,3 +169,37 @@ def test_offset_by_offset_column_gradient_equals_stored_one(geometry, monkeypatc
     for got, want in zip(fused, stored):
         assert np.array_equal(got, want)
     assert np.array_equal(fused_t, stored_t)
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+@pytest.mark.parametrize("space", [700, 3000, 20000])
+def test_bands_of_output_rows_equal_whole_samples(geometry, space, monkeypatch):
+    """A sample cut into bands of several output rows gives the same integers."""
+    spatial, kernel, stride, padding, dilation, groups = geometry
+    rng = np.random.default_rng(12)
+    x, w, b = _operands(rng, spatial, kernel, groups, n=3)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    monkeypatch.setattr(ws, "CACHE_BYTES", 1 << 40)
+    whole = ic.conv(x, w, b, **kw, workspace=1 << 40)
+    gy = rng.integers(-5, 6, size=whole.shape)
+    grads_whole = ic.conv_backward(gy, x, w, **kw, workspace=1 << 40)
+    monkeypatch.setattr(ws, "RESERVED_BYTES", 0)
+    assert np.array_equal(ic.conv(x, w, b, **kw, workspace=space), whole)
+    for got, want in zip(ic.conv_backward(gy, x, w, **kw, workspace=space), grads_whole):
+        assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("call", ["conv", "conv_backward"])
+def test_workspace_bounds_a_single_large_sample(call):
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((1, 8, 96, 96))
+    w = rng.standard_normal((8, 8, 3, 3))
+    gy = rng.standard_normal((1, 8, 96, 96))
+    limit = 1 << 20
+    assert x.nbytes * 9 > 5 * limit  # one sample's column matrix alone is far over the limit
+    calls = {
+        "conv": lambda: ic.conv(x, w, padding=1, workspace=limit),
+        "conv_backward": lambda: ic.conv_backward(gy, x, w, padding=1, workspace=limit),
+    }
+    temporary, _, _ = _temporary_peak(calls[call])
+    assert temporary <= limit + 64 * 1024, (temporary, limit)
