@@ -256,6 +256,17 @@ def conv_forward(
     return (y[0] if ops.unbatched else y), columns
 
 
+def _check_grad_output(grad_output: ArrayLike, ops: _Operands) -> NDArray[Any]:
+    """``grad_output`` as a batched array, checked against the forward output's shape."""
+    given = as_numeric_array(grad_output, "grad_output")
+    batched = given[np.newaxis] if ops.unbatched else given
+    expected = (ops.x.shape[0], ops.weight.shape[0], *ops.geometry.output_size)
+    if batched.shape != expected:
+        shown = expected[1:] if ops.unbatched else expected
+        raise ValueError(f"grad_output must have the forward output's shape {shown}, got {given.shape}")
+    return batched
+
+
 def _check_columns(columns: Columns, ops: _Operands) -> NDArray[Any]:
     if not isinstance(columns, Columns):
         raise TypeError(f"columns must be the Columns returned by conv_forward, got {type(columns).__name__}")
@@ -335,13 +346,7 @@ def conv_backward(
     """
     ops = _prepare(x, weight, {"grad_output": grad_output}, stride, padding, dilation, groups)
     geometry, g = ops.geometry, ops.groups
-    n, c_out = ops.x.shape[0], ops.weight.shape[0]
-    given = as_numeric_array(grad_output, "grad_output")
-    gy = given[np.newaxis] if ops.unbatched else given
-    expected = (n, c_out, *geometry.output_size)
-    if gy.shape != expected:
-        shown = expected[1:] if ops.unbatched else expected
-        raise ValueError(f"grad_output must have the forward output's shape {shown}, got {given.shape}")
+    gy = _check_grad_output(grad_output, ops)
     space = check_workspace(workspace)
     cols = None if columns is None else _check_columns(columns, ops)
     grad_x, grad_w = _engine.backward(gy, ops.x, ops.weight, geometry, g, ops.dtype, space, cols)

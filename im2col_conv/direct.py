@@ -36,7 +36,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._arrays import as_numeric_array
-from .conv import ConvGrads, _check_bias, _prepare
+from .conv import ConvGrads, _check_bias, _check_grad_output, _prepare
 from .geometry import ConvGeometry, IntOrTuple, PaddingLike, is_sequence, normalize_tuple
 
 __all__ = [
@@ -474,12 +474,7 @@ def conv_backward(
     """
     ops = _prepare(x, weight, {"grad_output": grad_output}, stride, padding, dilation, groups)
     geometry, g = ops.geometry, ops.groups
-    n, c_out = ops.x.shape[0], ops.weight.shape[0]
-    gy = as_numeric_array(grad_output, "grad_output")
-    expected = (c_out, *geometry.output_size) if ops.unbatched else (n, c_out, *geometry.output_size)
-    if gy.shape != expected:
-        raise ValueError(f"grad_output must have the forward output's shape {expected}, got {gy.shape}")
-    delta = gy.astype(ops.dtype, copy=False).reshape(n, c_out, *geometry.output_size)
+    delta = _check_grad_output(grad_output, ops).astype(ops.dtype, copy=False)
 
     grad_x = _input_gradient(delta, ops.weight, geometry, g)
     grad_w = _weight_gradient(delta, ops.x.astype(ops.dtype, copy=False), geometry, g)

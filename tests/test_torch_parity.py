@@ -108,6 +108,7 @@ def test_im2col_col2im_match_unfold_fold(kernel, stride, padding, dilation):
         ((1, 2, 5, 4, 6), (2, 2, 2, 3, 4), (2, 1, 1)),
     ],
 )
+@pytest.mark.filterwarnings("ignore:Using padding=.same. with even kernel lengths")
 def test_same_padding_stride_one_matches_torch(x_shape, w_shape, dilation):
     rng = np.random.default_rng(54)
     x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
