@@ -8,7 +8,8 @@ Usage::
 Writes ``docs/figures/performance.svg``: for every layer of the suite, the
 forward and backward time as a multiple of the ideal matrix-product time
 (the roofline ratio; 1.0 is the ceiling), and the ratio to PyTorch when the
-JSON has it. Reruns on the same JSON give the same file.
+JSON has it. Reruns on the same JSON give the same file. Prints the results
+as the Markdown table of ``docs/performance.md``.
 """
 
 from __future__ import annotations
@@ -60,13 +61,42 @@ def plot(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def markdown_table(results: dict[str, Any]) -> str:
+    """The results as the Markdown table of the performance page."""
+    lines = [
+        "| dtype | layer (N, C_in, H, W, C_out, k, s, p) | forward ms | backward ms "
+        "| backward ms, columns kept | forward GEMM alone ms | roofline f / b | PyTorch f / b ms "
+        "| (f + b) / PyTorch | peak MiB / columns MiB | direct backward ms |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in results["rows"]:
+        torch = (
+            f"{row['torch_forward_ms']:.1f} / {row['torch_backward_ms']:.1f}"
+            if "torch_forward_ms" in row
+            else "-"
+        )
+        ratio = f"{row['total_vs_torch']:.2f}" if "total_vs_torch" in row else "-"
+        peak = max(row["forward_peak_bytes"], row["backward_peak_bytes"]) / 2**20
+        direct = f"{row['direct_backward_ms']:.0f}" if "direct_backward_ms" in row else "-"
+        lines.append(
+            f"| {row['dtype']} | {', '.join(map(str, row['shape']))} | {row['forward_ms']:.1f} "
+            f"| {row['backward_ms']:.1f} | {row['backward_with_columns_ms']:.1f} "
+            f"| {row['forward_gemm_only_ms']:.1f} "
+            f"| {row['forward_roofline']:.2f} / {row['backward_roofline']:.2f} | {torch} | {ratio} "
+            f"| {peak:.1f} / {row['column_matrix_bytes'] / 2**20:.1f} | {direct} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print(__doc__)
         return 2
     with open(argv[0]) as handle:
-        plot(json.load(handle), FIGURE)
-    print(f"wrote {FIGURE}")
+        results = json.load(handle)
+    plot(results, FIGURE)
+    print(markdown_table(results))
+    print(f"\nwrote {FIGURE}", file=sys.stderr)
     return 0
 
 

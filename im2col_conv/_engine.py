@@ -218,8 +218,10 @@ def forward(
             x_tile = x[tile.batch] if tile.whole else x[tile.batch, :, tile.input_rows]
             cols = _chunk_columns(x_tile, tile.geometry, groups, dtype, scratch)
         band_length = tile.geometry.output_volume
-        if nb == 1 and tile.whole:
-            np.matmul(w, cols, out=y[tile.batch].reshape(groups, c_out // groups, length))
+        if nb == 1:
+            # One sample's band of rows is contiguous within each channel: write in place.
+            band = slice(tile.rows.start * out_row, tile.rows.stop * out_row)
+            np.matmul(w, cols, out=y[tile.batch.start].reshape(groups, c_out // groups, length)[:, :, band])
             continue
         product = scratch.get("product", (groups, c_out // groups, nb * band_length))
         np.matmul(w, cols, out=product)

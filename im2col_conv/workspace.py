@@ -25,9 +25,11 @@ __all__ = [
 #: Default bound on the temporary memory of one call, in bytes (64 MiB).
 DEFAULT_WORKSPACE = 64 << 20
 
-#: Preferred size of one chunk's temporaries: small enough that the column
-#: matrix is still in cache when the matrix product reads it.
-CACHE_BYTES = 8 << 20
+#: Preferred size of one tile's temporaries: small enough that the column
+#: matrix is still in the last-level cache when the matrix product reads it,
+#: large enough that a typical layer's sample is not cut into bands, which
+#: thins the matrix products (measured in ``benchmarks/``).
+CACHE_BYTES = 16 << 20
 
 #: Part of the workspace kept for what the chunk arithmetic does not count:
 #: NumPy's internal buffers for strided element-wise operations, small arrays.
@@ -98,10 +100,10 @@ def plan_tiles(
 
     Examples
     --------
-    A sample of ten output rows needing 1 MiB per row does not fit in the
-    8 MiB cache budget; two bands of five rows do:
+    A sample of ten output rows needing 2 MiB per row does not fit in the
+    16 MiB cache budget; two bands of five rows do:
 
-    >>> plan_tiles(2, 10, lambda n, r: n * r << 20, 64 << 20)
+    >>> plan_tiles(2, 10, lambda n, r: n * r << 21, 64 << 20)
     [(slice(0, 1, None), slice(0, 5, None)), (slice(0, 1, None), slice(5, 10, None)),
      (slice(1, 2, None), slice(0, 5, None)), (slice(1, 2, None), slice(5, 10, None))]
     >>> plan_tiles(4, 10, lambda n, r: n * r << 16, 64 << 20)
@@ -140,9 +142,9 @@ def batch_chunks(batch: int, bytes_per_sample: int, workspace: int) -> list[slic
 
     Examples
     --------
-    >>> batch_chunks(10, 3 << 20, 64 << 20)  # two samples fit in 8 MiB
+    >>> batch_chunks(10, 6 << 20, 64 << 20)  # two samples fit in 16 MiB
     [slice(0, 2, None), slice(2, 4, None), slice(4, 6, None), slice(6, 8, None), slice(8, 10, None)]
-    >>> batch_chunks(9, 3 << 20, 64 << 20)
+    >>> batch_chunks(9, 6 << 20, 64 << 20)
     [slice(0, 2, None), slice(2, 4, None), slice(4, 6, None), slice(6, 8, None), slice(8, 9, None)]
     """
     return _even_slices(batch, max(1, _budget(workspace) // max(bytes_per_sample, 1)))
