@@ -375,7 +375,8 @@ def _backward(
     length, volume = math.prod(grid), geometry.kernel_volume
     w = weight.reshape(groups, c_out // groups, -1)  # (g, C_out/g, C_in/g * K)
     delta = delta.reshape(n, groups, c_out // groups, length)
-    if _is_pointwise(geometry) and tuple(grid) == tuple(target) and columns is None:
+    if _is_pointwise(geometry) and tuple(grid) == tuple(target):
+        # x is its own column matrix here, so kept columns have nothing to save.
         grad_x, grad_w = _pointwise_backward(delta, x, w, dtype, workspace)
         return grad_x.reshape(n, c_in, *target), grad_w
 
