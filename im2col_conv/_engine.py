@@ -118,12 +118,8 @@ def _tiles(
     bands: bool = True,
 ) -> list[_Tile]:
     rows = geometry.output_size[0]
-    if bands:
-        plan = plan_tiles(n, rows, tile_bytes, workspace)
-    else:
-        plan = [(chunk, slice(0, rows)) for chunk in batch_chunks(n, tile_bytes(1, rows), workspace)]
     tiles = []
-    for batch, band_rows in plan:
+    for batch, band_rows in plan_tiles(n, rows, tile_bytes, workspace, bands=bands):
         if band_rows == slice(0, rows):
             tiles.append(_Tile(batch, band_rows, True, slice(0, geometry.input_size[0]), geometry))
         else:

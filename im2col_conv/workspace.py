@@ -72,7 +72,7 @@ def _even_slices(total: int, most: int) -> list[slice]:
 
 
 def plan_tiles(
-    batch: int, rows: int, tile_bytes: Callable[[int, int], int], workspace: int
+    batch: int, rows: int, tile_bytes: Callable[[int, int], int], workspace: int, *, bands: bool = True
 ) -> list[tuple[slice, slice]]:
     """Cut a batch of output grids into tiles whose temporaries fit.
 
@@ -92,6 +92,9 @@ def plan_tiles(
         samples and output rows.
     workspace : int
         The caller's limit in bytes.
+    bands : bool, optional
+        Allow cutting a sample into bands (default); if False, a sample larger
+        than the budget is one tile and the limit holds per sample.
 
     Returns
     -------
@@ -111,7 +114,7 @@ def plan_tiles(
     """
     budget = _budget(workspace)
     whole = slice(0, rows)
-    if rows == 0 or tile_bytes(1, rows) <= budget:
+    if rows == 0 or not bands or tile_bytes(1, rows) <= budget:
         return [(chunk, whole) for chunk in batch_chunks(batch, tile_bytes(1, rows), workspace)]
     most = max([r for r in range(1, rows) if tile_bytes(1, r) <= budget] or [1])
     bands = _even_slices(rows, most)
