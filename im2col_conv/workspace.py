@@ -117,8 +117,8 @@ def plan_tiles(
     if rows == 0 or not bands or tile_bytes(1, rows) <= budget:
         return [(chunk, whole) for chunk in batch_chunks(batch, tile_bytes(1, rows), workspace)]
     most = max([r for r in range(1, rows) if tile_bytes(1, r) <= budget] or [1])
-    bands = _even_slices(rows, most)
-    return [(slice(n, n + 1), band) for n in range(batch) for band in bands]
+    row_bands = _even_slices(rows, most)
+    return [(slice(n, n + 1), band) for n in range(batch) for band in row_bands]
 
 
 def batch_chunks(batch: int, bytes_per_sample: int, workspace: int) -> list[slice]:
