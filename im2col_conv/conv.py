@@ -1,8 +1,9 @@
 """Convolution forward, backward and transposed, as matrix products over im2col columns.
 
 With the input lowered to columns ``cols`` of shape
-``(N, groups, C_in/groups * prod(kernel), L)`` and the weight reshaped to
-``W`` of shape ``(groups, C_out/groups, C_in/groups * prod(kernel))``:
+``(groups, C_in/groups * prod(kernel), N * L)`` and the weight reshaped to
+``W`` of shape ``(groups, C_out/groups, C_in/groups * prod(kernel))``
+(the loops, tiled to bound memory, are in ``_engine``):
 
 * forward: ``y = W @ cols`` (+ bias);
 * weight gradient: ``dW = sum over the batch of delta @ cols^T``;
@@ -76,13 +77,16 @@ class _Operands(NamedTuple):
     dtype: np.dtype[Any]
 
 
-def _check_groups(groups: object, c_in: int, c_out: int, weight_shape: tuple[int, ...]) -> int:
+def _check_groups(groups: object, c_in: int, c_out: int | None, weight_shape: tuple[int, ...]) -> int:
+    """Validate ``groups``; ``c_out=None`` when the output channels are a multiple by construction."""
     if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)):
         raise TypeError(f"groups must be an int, got {groups!r}")
     g = int(groups)
     if g < 1:
         raise ValueError(f"groups must be >= 1, got {g}")
-    if c_in % g or c_out % g:
+    if c_out is None and c_in % g:
+        raise ValueError(f"groups={g} must divide the input channels ({c_in}); weight shape {weight_shape}")
+    if c_out is not None and (c_in % g or c_out % g):
         raise ValueError(
             f"groups={g} must divide both the input channels ({c_in}) and the output channels "
             f"({c_out}); weight shape {weight_shape}"
@@ -131,11 +135,6 @@ def _check_bias(bias: ArrayLike | None, c_out: int, dtype: np.dtype[Any]) -> NDA
             f"bias must have shape ({c_out},) (one entry per output channel), got shape {b.shape}"
         )
     return b.astype(dtype, copy=False)
-
-
-def _grouped_weight(weight: NDArray[Any], groups: int) -> NDArray[Any]:
-    """``(C_out, C_in/g, *k)`` -> ``(g, C_out/g, C_in/g * prod(k))``, a view where possible."""
-    return weight.reshape(groups, weight.shape[0] // groups, -1)
 
 
 def _add_bias(y: NDArray[Any], bias: NDArray[Any] | None) -> NDArray[Any]:
@@ -426,7 +425,7 @@ def conv_transpose(
     c_in = batched.shape[1]
     if c_in != w_arr.shape[0]:
         raise ValueError(f"x has {c_in} channels but weight of shape {w_arr.shape} expects {w_arr.shape[0]}")
-    g = _check_groups(groups, c_in, w_arr.shape[1] * groups, w_arr.shape)
+    g = _check_groups(groups, c_in, None, w_arr.shape)
     c_out = w_arr.shape[1] * g
     kernel = tuple(w_arr.shape[2:])
     strides = normalize_tuple(stride, d, "stride", minimum=1)

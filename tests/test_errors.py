@@ -533,3 +533,7 @@ def test_conv_geometry_create_errors():
         ConvGeometry.create((), ())
     with pytest.raises(TypeError, match=r"kernel_size must be an int, got 2.0"):
         output_size(5, 2.0)
+
+
+def test_conv_transpose_groups_of_wrong_type_named():
+    raises(TypeError, "groups must be an int, got None", conv_transpose, X1, W1[:4, :2], groups=None)
