@@ -247,77 +247,40 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
 def phase_breakdown(shape: tuple[int, ...], dtype: np.dtype[Any], repeats: int) -> dict[str, float]:
     """Milliseconds spent in each phase of conv and conv_backward (best of ``repeats``).
 
-    The engine's lowering copy, matrix products and col2im additions are timed
-    by wrapping them where the engine calls them; "other" is the rest of the
-    call (allocation, casts, the batch-first transposes of small chunks).
+    The engine reports its lowering copies, matrix products and col2im
+    additions through :func:`im2col_conv.profiling.record_phases`; "other" is
+    the rest of the call (checks, allocation, the batch-first transposes).
     """
-    import time
-
-    from im2col_conv import _engine
+    from im2col_conv.profiling import record_phases
 
     n, c_in, h, w, c_out, k, s, p = shape
     rng = np.random.default_rng(1)
     x = rng.standard_normal((n, c_in, h, w)).astype(dtype)
     weight = rng.standard_normal((c_out, c_in, k, k)).astype(dtype)
     gy = rng.standard_normal(ic.conv(x, weight, stride=s, padding=p).shape).astype(dtype)
-    spent: dict[str, float] = {}
-    nested = {"depth": 0}
-
-    def timed(label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            nested["depth"] += 1
-            start = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                elapsed = time.perf_counter() - start
-                nested["depth"] -= 1
-                spent[label] = spent.get(label, 0.0) + elapsed
-                if label == "matmul" and nested["depth"]:
-                    spent["nested_matmul"] = spent.get("nested_matmul", 0.0) + elapsed
-
-        return wrapper
-
-    originals = {"lower": _engine.lower, "scatter_blocks": _engine.scatter_blocks, "np": _engine.np}
-
-    class _Numpy:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(np, name)
-
-    patched = _Numpy()
-    patched.matmul = timed("matmul", np.matmul)  # type: ignore[attr-defined]
     result: dict[str, float] = {}
-    try:
-        _engine.lower = timed("lower", originals["lower"])  # type: ignore[assignment]
-        _engine.scatter_blocks = timed("col2im", originals["scatter_blocks"])  # type: ignore[assignment]
-        _engine.np = patched  # type: ignore[assignment]
-        for label, call in (
-            ("forward", lambda: ic.conv(x, weight, stride=s, padding=p)),
-            ("backward", lambda: ic.conv_backward(gy, x, weight, stride=s, padding=p)),
-        ):
-            best: tuple[float, dict[str, float]] | None = None
-            for _ in range(repeats):
-                spent.clear()
+    for label, call in (
+        ("forward", lambda: ic.conv(x, weight, stride=s, padding=p)),
+        ("backward", lambda: ic.conv_backward(gy, x, weight, stride=s, padding=p)),
+    ):
+        best: tuple[float, dict[str, float]] | None = None
+        for _ in range(repeats):
+            with record_phases() as spent:
                 start = time.perf_counter()
                 call()
                 total = time.perf_counter() - start
-                if best is None or total < best[0]:
-                    best = (total, dict(spent))
-            assert best is not None
-            total, parts = best
-            col2im = parts.get("col2im", 0.0) - parts.get("nested_matmul", 0.0)
-            phases = {
-                "lowering": parts.get("lower", 0.0),
-                "matmul": parts.get("matmul", 0.0),
-                "col2im adds": col2im,
-            }
-            phases["other"] = total - sum(phases.values())
-            result.update({f"{label} {name}": 1e3 * value for name, value in phases.items()})
-            result[f"{label} total"] = 1e3 * total
-    finally:
-        _engine.lower = originals["lower"]  # type: ignore[assignment]
-        _engine.scatter_blocks = originals["scatter_blocks"]  # type: ignore[assignment]
-        _engine.np = originals["np"]  # type: ignore[assignment]
+            if best is None or total < best[0]:
+                best = (total, dict(spent))
+        assert best is not None
+        total, parts = best
+        phases = {
+            "lowering": parts.get("lowering", 0.0),
+            "matmul": parts.get("matmul", 0.0),
+            "col2im adds": parts.get("col2im", 0.0),
+        }
+        phases["other"] = total - sum(phases.values())
+        result.update({f"{label} {name}": 1e3 * value for name, value in phases.items()})
+        result[f"{label} total"] = 1e3 * total
     return result
 
 

@@ -5,7 +5,7 @@ The public API works on NumPy arrays laid out batch-first, channels-first
 for any number of spatial dimensions.
 """
 
-from .conv import Columns, ConvGrads, conv, conv_backward, conv_forward, conv_transpose
+from .convolution import Columns, ConvGrads, conv, conv_backward, conv_forward, conv_transpose
 from .geometry import ConvGeometry, output_size
 from .layer import Conv
 from .lowering import col2im, im2col

@@ -52,9 +52,9 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from . import direct
-from .conv import ConvGrads
-from .conv import conv as lowered_conv
-from .conv import conv_backward as lowered_backward
+from .convolution import ConvGrads
+from .convolution import conv as lowered_conv
+from .convolution import conv_backward as lowered_backward
 from .geometry import ConvGeometry, IntOrTuple, PaddingLike
 from .lowering import col2im, im2col
 

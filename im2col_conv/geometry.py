@@ -9,18 +9,19 @@ products never look at the raw arguments, only at a :class:`ConvGeometry`.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Union
 
-import numpy as np
+from ._validation import as_int, int_tuple, is_sequence
 
 __all__ = [
     "ConvGeometry",
     "IntOrTuple",
     "PaddingLike",
+    "normalize_padding",
     "output_size",
+    "padding_spec",
 ]
 
 #: An int applied to every spatial dimension, or one int per dimension.
@@ -28,60 +29,6 @@ IntOrTuple = Union[int, Sequence[int]]
 #: ``"valid"``, ``"same"``, an int, one int per dimension, or one
 #: ``(before, after)`` pair per dimension.
 PaddingLike = Union[str, int, Sequence[int], Sequence[Sequence[int]]]
-
-
-def is_sequence(value: object) -> bool:
-    """True for lists, tuples and arrays of values; False for scalars and strings."""
-    return isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, (str, bytes))
-
-
-def _as_int(value: object, name: str) -> int:
-    # bool is an int subclass, but ``stride=True`` is always a mistake.
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
-    return int(value)
-
-
-def normalize_tuple(value: IntOrTuple, ndim: int, name: str, *, minimum: int) -> tuple[int, ...]:
-    """Expand an int or a per-dimension sequence into ``ndim`` checked ints.
-
-    Parameters
-    ----------
-    value : int or sequence of int
-        One value for every spatial dimension, or one value per dimension.
-    ndim : int
-        Number of spatial dimensions.
-    name : str
-        Argument name used in error messages.
-    minimum : int
-        Smallest allowed value.
-
-    Returns
-    -------
-    tuple of int
-        ``ndim`` entries, each ``>= minimum``.
-
-    Raises
-    ------
-    TypeError
-        If an entry is not an integer.
-    ValueError
-        If the sequence has the wrong length or an entry is below ``minimum``.
-    """
-    if isinstance(value, (str, bytes)):
-        raise TypeError(f"{name} must be an int or a sequence of {ndim} ints, got {value!r}")
-    if is_sequence(value):
-        entries = tuple(_as_int(v, name) for v in value)  # type: ignore[union-attr]
-        if len(entries) != ndim:
-            raise ValueError(
-                f"{name} must have one entry per spatial dimension ({ndim}), "
-                f"got {len(entries)} entries: {value!r}"
-            )
-    else:
-        entries = (_as_int(value, name),) * ndim
-    if any(v < minimum for v in entries):
-        raise ValueError(f"{name} entries must be >= {minimum}, got {value!r}")
-    return entries
 
 
 def normalize_padding(
@@ -141,9 +88,9 @@ def normalize_padding(
         for p in per_dim:
             if not is_sequence(p) or len(p) != 2:
                 raise ValueError(f"padding pairs must be (before, after), got {p!r} in {padding!r}")
-            pairs.append((_as_int(p[0], "padding"), _as_int(p[1], "padding")))
+            pairs.append((as_int(p[0], "padding"), as_int(p[1], "padding")))
     else:
-        sym = normalize_tuple(padding, ndim, "padding", minimum=-(2**62))  # type: ignore[arg-type]
+        sym = int_tuple(padding, ndim, "padding", minimum=-(2**62))
         pairs = [(p, p) for p in sym]
     if any(b < 0 or a < 0 for b, a in pairs):
         raise ValueError(f"padding must be non-negative, got {padding!r}")
@@ -203,10 +150,10 @@ class ConvGeometry:
             ndim = 1
         if ndim < 1:
             raise ValueError(f"kernel_size must have at least one spatial dimension, got {kernel_size!r}")
-        kernel = normalize_tuple(kernel_size, ndim, "kernel_size", minimum=1)
-        size = normalize_tuple(input_size, ndim, "input_size", minimum=0)
-        strides = normalize_tuple(stride, ndim, "stride", minimum=1)
-        dilations = normalize_tuple(dilation, ndim, "dilation", minimum=1)
+        kernel = int_tuple(kernel_size, ndim, "kernel_size", minimum=1)
+        size = int_tuple(input_size, ndim, "input_size", minimum=0)
+        strides = int_tuple(stride, ndim, "stride", minimum=1)
+        dilations = int_tuple(dilation, ndim, "dilation", minimum=1)
         pads = normalize_padding(padding, size, kernel, strides, dilations)
         geometry = cls(size, kernel, strides, pads, dilations)
         extent, padded = geometry.kernel_extent, geometry.padded_size
@@ -216,6 +163,59 @@ class ConvGeometry:
                 f"padded input {padded} (input_size {size}, padding {pads})"
             )
         return geometry
+
+    @classmethod
+    def for_transpose(
+        cls,
+        input_size: Sequence[int],
+        kernel_size: Sequence[int],
+        stride: IntOrTuple = 1,
+        padding: PaddingLike = 0,
+        output_padding: IntOrTuple = 0,
+        dilation: IntOrTuple = 1,
+    ) -> ConvGeometry:
+        """The convolution whose input-gradient map is a transposed convolution.
+
+        A transposed convolution of an input of size ``input_size`` produces
+        ``(in - 1) * stride - pad_before - pad_after + extent + output_padding``
+        entries per dimension (PyTorch's rule). The returned geometry is the
+        forward convolution from that output size back to ``input_size``
+        windows: its ``input_size`` is the transposed output size, and its
+        window grid is ``input_size`` (one more than :attr:`output_size` in a
+        dimension where ``output_padding`` reaches a new window's start).
+
+        Raises
+        ------
+        TypeError, ValueError
+            If an argument is malformed, ``output_padding`` is not smaller
+            than the stride or the dilation, or the output would be empty.
+        """
+        ndim = len(kernel_size)
+        kernel = tuple(kernel_size)
+        strides = int_tuple(stride, ndim, "stride", minimum=1)
+        dilations = int_tuple(dilation, ndim, "dilation", minimum=1)
+        if isinstance(padding, str) and padding.lower() != "valid":
+            raise ValueError(
+                f"padding must be 'valid', an int or a tuple for conv_transpose, got {padding!r}"
+            )
+        pads = normalize_padding(padding, kernel, kernel, strides, dilations)
+        out_pad = int_tuple(output_padding, ndim, "output_padding", minimum=0)
+        if any(op >= s and op >= d for op, s, d in zip(out_pad, strides, dilations)):
+            raise ValueError(
+                f"output_padding {out_pad} must be smaller than either stride {strides} or "
+                f"dilation {dilations} in every dimension"
+            )
+        extent = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilations))
+        size = tuple(
+            (i - 1) * s - b - a + e + op
+            for i, s, (b, a), e, op in zip(input_size, strides, pads, extent, out_pad)
+        )
+        if any(o < 1 for o in size):
+            raise ValueError(
+                f"conv_transpose output size {size} is empty: input size {tuple(input_size)}, "
+                f"stride {strides}, padding {pads}, kernel extent {extent}"
+            )
+        return cls(size, kernel, strides, pads, dilations)
 
     @property
     def ndim(self) -> int:
@@ -244,6 +244,70 @@ class ConvGeometry:
         They are read by no window and so receive zero gradient.
         """
         return tuple((p - e) % s for p, e, s in zip(self.padded_size, self.kernel_extent, self.stride))
+
+    @property
+    def is_pointwise(self) -> bool:
+        """True when im2col is the identity: a 1x1 kernel, stride 1, no padding."""
+        return self.kernel_volume == 1 and set(self.stride) == {1} and not self.has_padding
+
+    @property
+    def has_padding(self) -> bool:
+        """True when any side of any dimension is padded."""
+        return any(b or a for b, a in self.padding)
+
+    def reach(self, grid_size: Sequence[int] | None = None) -> tuple[int, ...]:
+        """Padded positions read by a grid of windows, ``(grid - 1) * stride + extent``.
+
+        Parameters
+        ----------
+        grid_size : sequence of int, optional
+            Windows per dimension; default :attr:`output_size`. The positions
+            past the reach of the output grid are the :attr:`leftover`.
+        """
+        grid = self.output_size if grid_size is None else grid_size
+        return tuple((g - 1) * s + e for g, s, e in zip(grid, self.stride, self.kernel_extent))
+
+    def band(self, rows: slice, axis: int = 0) -> tuple[slice, ConvGeometry]:
+        """The input positions that output rows ``rows`` of one axis read, and their geometry.
+
+        A band of output rows is itself a convolution, of the input rows it
+        reads, with whatever of its reach lies in the padding as its own
+        padding. In padded coordinates the band reads
+        ``[rows.start * s, (rows.stop - 1) * s + e)`` along ``axis``; a band
+        may lie wholly in the padding, and then reads no input row.
+
+        Parameters
+        ----------
+        rows : slice
+            Output positions ``start:stop`` (step 1) along ``axis``.
+        axis : int, optional
+            Spatial axis (default 0, the first).
+
+        Returns
+        -------
+        input_rows : slice
+            Unpadded input positions read along ``axis``.
+        geometry : ConvGeometry
+            The band as a convolution of those positions; its output has
+            ``rows.stop - rows.start`` entries along ``axis``.
+
+        Examples
+        --------
+        >>> g = ConvGeometry.create(5, 3, stride=2, padding=1)
+        >>> rows, band = g.band(slice(2, 3))  # the last window: padded [4, 7), input [3, 5)
+        >>> rows, band.input_size, band.padding
+        (slice(3, 5, None), (2,), ((0, 1),))
+        """
+        stride, extent = self.stride[axis], self.kernel_extent[axis]
+        before, size = self.padding[axis][0], self.input_size[axis]
+        start, stop = rows.start * stride, (rows.stop - 1) * stride + extent
+        low = min(max(start - before, 0), size)
+        high = max(min(stop - before, size), low)
+        pad_before = min(max(before - start, 0), stop - start)
+        pad_after = (stop - start) - pad_before - (high - low)
+        input_size, padding = list(self.input_size), list(self.padding)
+        input_size[axis], padding[axis] = high - low, (pad_before, pad_after)
+        return slice(low, high), replace(self, input_size=tuple(input_size), padding=tuple(padding))
 
     @property
     def kernel_volume(self) -> int:
@@ -298,3 +362,32 @@ def output_size(
     (4,)
     """
     return ConvGeometry.create(input_size, kernel_size, stride, padding, dilation).output_size
+
+
+def padding_spec(padding: PaddingLike, ndim: int) -> str | tuple[tuple[int, int], ...]:
+    """Check a padding argument before the input size is known.
+
+    Returns
+    -------
+    str or tuple of (int, int)
+        ``"same"`` or ``"valid"`` (lower-cased), or one ``(before, after)``
+        pair per dimension. ``"same"`` is resolved only once an input size
+        is given.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`normalize_padding`.
+
+    Examples
+    --------
+    >>> padding_spec(1, 2)
+    ((1, 1), (1, 1))
+    >>> padding_spec("SAME", 3)
+    'same'
+    """
+    if isinstance(padding, str) and padding.lower() in ("same", "valid"):
+        return padding.lower()
+    ones = (1,) * ndim
+    # Only "same" reads the sizes; any other form is checked on its own.
+    return normalize_padding(padding, ones, ones, ones, ones)

@@ -1,7 +1,7 @@
 """A convolution layer with its own weights, for hand-written training loops.
 
 :class:`Conv` owns a ``weight`` and an optional ``bias``, runs the im2col
-forward of :func:`~im2col_conv.conv.conv_forward`, keeps what its backward
+forward of :func:`~im2col_conv.convolution.conv_forward`, keeps what its backward
 needs, and stores the parameter gradients when :meth:`Conv.backward` is
 called. The rest of a network (activations, pooling, the loss, the
 optimiser) is left to the caller.
@@ -10,16 +10,15 @@ optimiser) is left to the caller.
 from __future__ import annotations
 
 import math
-import numbers
-from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from ._arrays import as_numeric_array
-from .conv import Columns, ConvGrads, conv_backward, conv_forward
-from .geometry import IntOrTuple, PaddingLike, is_sequence, normalize_padding, normalize_tuple
+from . import direct
+from ._validation import as_int, as_numeric_array, check_choice, int_tuple, is_sequence, positive_int
+from .convolution import Columns, ConvGrads, conv_backward, conv_forward
+from .geometry import IntOrTuple, PaddingLike, padding_spec
 
 __all__ = ["Conv"]
 
@@ -30,19 +29,14 @@ _KEEP_CHOICES = ("columns", "input")
 _BACKWARD_CHOICES = ("im2col", "direct")
 
 
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
-    if int(value) < 1:
-        raise ValueError(f"{name} must be >= 1, got {value!r}")
-    return int(value)
+class _Pass(NamedTuple):
+    """What one forward pass leaves for its backward pass, frozen at forward time."""
 
-
-def _choice(value: object, name: str, choices: Sequence[str]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        options = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"{name} must be one of {options}, got {value!r}")
-    return value
+    x: NDArray[Any]
+    weight: NDArray[Any]
+    columns: Columns | None
+    output_shape: tuple[int, ...]
+    geometry: tuple[Any, ...]  # (stride, padding, dilation, groups) as the forward used them
 
 
 def _make_rng(rng: object) -> np.random.Generator:
@@ -50,14 +44,16 @@ def _make_rng(rng: object) -> np.random.Generator:
         return np.random.default_rng()
     if isinstance(rng, np.random.Generator):
         return rng
-    if isinstance(rng, bool) or not isinstance(rng, numbers.Integral):
+    try:
+        seed = as_int(rng, "rng")
+    except TypeError:
         raise TypeError(
             f"rng must be a numpy.random.Generator, an int seed or None, got {rng!r} "
             f"of type {type(rng).__name__}"
-        )
-    if int(rng) < 0:
+        ) from None
+    if seed < 0:
         raise ValueError(f"rng seed must be non-negative, got {rng!r}")
-    return np.random.default_rng(int(rng))
+    return np.random.default_rng(seed)
 
 
 class Conv:
@@ -83,7 +79,7 @@ class Conv:
         Per-dimension stride and kernel dilation (default 1).
     padding : str, int, sequence of int or of (int, int), optional
         ``"valid"``, ``"same"``, symmetric amounts or ``(before, after)``
-        pairs per dimension (default 0), as for :func:`~im2col_conv.conv.conv`.
+        pairs per dimension (default 0), as for :func:`~im2col_conv.convolution.conv`.
     groups : int, optional
         Number of independent channel groups (default 1).
     bias : bool, optional
@@ -105,11 +101,12 @@ class Conv:
         rebuild it; it costs ``prod(kernel_size)`` times the input's memory.
         ``"input"`` keeps only (a reference to) ``x`` and rebuilds the
         columns in the backward pass.
-    backward : {"im2col", "direct"}, optional
+    backward_method : {"im2col", "direct"}, optional
         How :meth:`backward` computes gradients: ``"im2col"`` (default)
-        with :func:`~im2col_conv.conv.conv_backward`, or ``"direct"`` with
-        the dilate-pad-rotate method of ``im2col_conv.direct``, which ignores
-        kept columns. Can be changed later through :attr:`backward_method`.
+        with :func:`~im2col_conv.convolution.conv_backward`, or ``"direct"``
+        with the dilate-pad-rotate method of :mod:`im2col_conv.direct`, which
+        ignores kept columns. Can be changed later through the attribute of
+        the same name.
 
     Attributes
     ----------
@@ -134,7 +131,9 @@ class Conv:
     divided by the batch size. What :meth:`forward` keeps stays until the
     next call to :meth:`forward` or :meth:`clear`, so :meth:`backward` may be
     called more than once for the same forward pass (for instance once per
-    backward method, to compare them).
+    backward method, to compare them). It is a snapshot: changing the
+    layer's ``weight``, ``stride`` or ``padding``, or the caller's ``x``,
+    after :meth:`forward` does not change the gradients of that pass.
 
     Examples
     --------
@@ -154,7 +153,7 @@ class Conv:
 
     A 1-D layer with stride, and the direct backward method:
 
-    >>> layer = Conv(2, 4, kernel_size=5, ndim=1, stride=2, backward="direct", rng=0)
+    >>> layer = Conv(2, 4, kernel_size=5, ndim=1, stride=2, backward_method="direct", rng=0)
     >>> layer(np.zeros((1, 2, 11))).shape
     (1, 4, 4)
     """
@@ -179,18 +178,18 @@ class Conv:
         dtype: DTypeLike = np.float32,
         rng: np.random.Generator | int | None = None,
         keep: Keep = "columns",
-        backward: BackwardMethod = "im2col",
+        backward_method: BackwardMethod = "im2col",
     ) -> None:
-        self.in_channels = _positive_int(in_channels, "in_channels")
-        self.out_channels = _positive_int(out_channels, "out_channels")
-        self.groups = _positive_int(groups, "groups")
+        self.in_channels = positive_int(in_channels, "in_channels")
+        self.out_channels = positive_int(out_channels, "out_channels")
+        self.groups = positive_int(groups, "groups")
         if self.in_channels % self.groups or self.out_channels % self.groups:
             raise ValueError(
                 f"groups={self.groups} must divide both in_channels={self.in_channels} and "
                 f"out_channels={self.out_channels}"
             )
         if ndim is not None:
-            ndim = _positive_int(ndim, "ndim")
+            ndim = positive_int(ndim, "ndim")
         if is_sequence(kernel_size):
             d = len(kernel_size)  # type: ignore[arg-type]
             if d < 1:
@@ -200,15 +199,10 @@ class Conv:
         else:
             d = 2 if ndim is None else ndim
         self.ndim = d
-        self.kernel_size = normalize_tuple(kernel_size, d, "kernel_size", minimum=1)
-        self.stride = normalize_tuple(stride, d, "stride", minimum=1)
-        self.dilation = normalize_tuple(dilation, d, "dilation", minimum=1)
-        self.padding: str | tuple[tuple[int, int], ...]
-        if isinstance(padding, str) and padding.lower() in ("same", "valid"):
-            self.padding = padding.lower()
-        else:
-            # Validates the form; the input size matters only for "same".
-            self.padding = normalize_padding(padding, (1,) * d, self.kernel_size, self.stride, self.dilation)
+        self.kernel_size = int_tuple(kernel_size, d, "kernel_size", minimum=1)
+        self.stride = int_tuple(stride, d, "stride", minimum=1)
+        self.dilation = int_tuple(dilation, d, "dilation", minimum=1)
+        self.padding: str | tuple[tuple[int, int], ...] = padding_spec(padding, d)
         if not isinstance(bias, (bool, np.bool_)):
             raise TypeError(f"bias must be True or False, got {bias!r} of type {type(bias).__name__}")
         try:
@@ -217,8 +211,8 @@ class Conv:
             raise TypeError(f"dtype must be a floating dtype, got {dtype!r}") from exc
         if self.dtype.kind != "f":
             raise TypeError(f"dtype must be a floating dtype, got {dtype!r} ({self.dtype})")
-        self._keep: str = _choice(keep, "keep", _KEEP_CHOICES)
-        self._backward_method: str = _choice(backward, "backward", _BACKWARD_CHOICES)
+        self._keep: str = check_choice(keep, "keep", _KEEP_CHOICES)
+        self._backward_method: str = check_choice(backward_method, "backward_method", _BACKWARD_CHOICES)
 
         generator = _make_rng(rng)
         fan_in = (self.in_channels // self.groups) * math.prod(self.kernel_size)
@@ -230,9 +224,7 @@ class Conv:
         )
         self.grad_weight = None
         self.grad_bias = None
-        self._x: NDArray[Any] | None = None
-        self._columns: Columns | None = None
-        self._output_shape: tuple[int, ...] | None = None
+        self._pass: _Pass | None = None
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -243,7 +235,7 @@ class Conv:
 
     @keep.setter
     def keep(self, value: str) -> None:
-        self._keep = _choice(value, "keep", _KEEP_CHOICES)
+        self._keep = check_choice(value, "keep", _KEEP_CHOICES)
 
     @property
     def backward_method(self) -> str:
@@ -252,7 +244,7 @@ class Conv:
 
     @backward_method.setter
     def backward_method(self, value: str) -> None:
-        self._backward_method = _choice(value, "backward_method", _BACKWARD_CHOICES)
+        self._backward_method = check_choice(value, "backward_method", _BACKWARD_CHOICES)
 
     def __repr__(self) -> str:
         padding = repr(self.padding) if isinstance(self.padding, str) else self.padding
@@ -260,7 +252,7 @@ class Conv:
             f"Conv({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
             f"stride={self.stride}, padding={padding}, dilation={self.dilation}, groups={self.groups}, "
             f"bias={self.bias is not None}, dtype={self.dtype}, keep={self._keep!r}, "
-            f"backward={self._backward_method!r})"
+            f"backward_method={self._backward_method!r})"
         )
 
     # -- passes --------------------------------------------------------------------------------
@@ -294,17 +286,12 @@ class Conv:
             dilated kernel does not fit in the padded input.
         """
         xa = self._cast(x, "x")
-        if xa.ndim not in (self.ndim + 1, self.ndim + 2) or xa.shape[-self.ndim - 1] != self.in_channels:
-            raise ValueError(
-                f"{type(self).__name__} expects x of shape (N, {self.in_channels}, *spatial) or "
-                f"({self.in_channels}, *spatial) with {self.ndim} spatial dimension(s), got shape {xa.shape}"
-            )
-        y, columns = conv_forward(
-            xa, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
-        )
-        self._x = xa
-        self._columns = columns if self._keep == "columns" else None
-        self._output_shape = y.shape
+        geometry = (self.stride, self.padding, self.dilation, self.groups)
+        weight = self.weight.copy()
+        y, columns = conv_forward(xa, weight, self.bias, *geometry)
+        # The input is kept by value: the caller may reuse its buffer before backward.
+        kept_x = xa.copy() if np.shares_memory(xa, np.asarray(x)) else xa
+        self._pass = _Pass(kept_x, weight, columns if self._keep == "columns" else None, y.shape, geometry)
         return y
 
     __call__ = forward
@@ -333,31 +320,27 @@ class Conv:
         TypeError
             If ``grad_output`` is not numeric or cannot be cast to the layer's dtype.
         """
-        if self._x is None or self._output_shape is None:
+        kept = self._pass
+        if kept is None:
             raise RuntimeError(
                 f"{type(self).__name__}.backward called before forward: there is no forward pass "
                 "to differentiate"
             )
         gy = self._cast(grad_output, "grad_output")
-        if gy.shape != self._output_shape:
+        if gy.shape != kept.output_shape:
             raise ValueError(
-                f"grad_output must have the shape of the last forward output {self._output_shape}, "
+                f"grad_output must have the shape of the last forward output {kept.output_shape}, "
                 f"got {gy.shape}"
             )
-        args = (gy, self._x, self.weight, self.stride, self.padding, self.dilation, self.groups)
         grads: ConvGrads
         if self._backward_method == "direct":
-            from .direct import conv_backward as direct_conv_backward
-
-            grads = direct_conv_backward(*args)
+            grads = direct.conv_backward(gy, kept.x, kept.weight, *kept.geometry)
         else:
-            grads = conv_backward(*args, columns=self._columns)
+            grads = conv_backward(gy, kept.x, kept.weight, *kept.geometry, columns=kept.columns)
         self.grad_weight = grads.weight.astype(self.dtype, copy=False)
         self.grad_bias = grads.bias.astype(self.dtype, copy=False) if self.bias is not None else None
         return grads.input.astype(self.dtype, copy=False)
 
     def clear(self) -> None:
         """Drop what the last :meth:`forward` kept (the input and any columns)."""
-        self._x = None
-        self._columns = None
-        self._output_shape = None
+        self._pass = None

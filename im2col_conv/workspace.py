@@ -1,4 +1,4 @@
-"""How much temporary memory a call may use, and how the batch is cut to fit.
+"""How much temporary memory a call may use, and how its work is cut to fit.
 
 A column matrix holds ``prod(kernel)`` copies of its input: for a 3x3 kernel
 over a batch of 32 images of 64x56x56 floats it is 231 MB. The convolution
@@ -6,19 +6,33 @@ functions therefore lower the batch a few samples at a time, and a sample
 too large for that a band of output rows at a time, so that the temporaries
 of one call stay within a *workspace* limit whatever the batch and image
 size, and, in the common case, within the processor's cache.
+
+This module owns that decision: the budget (:data:`DEFAULT_WORKSPACE`,
+:data:`CACHE_BYTES`, :data:`RESERVED_BYTES`, :data:`MIN_TILE_BYTES`), the
+plan (:func:`plan_tiles`, :func:`batch_chunks`, :class:`Tile`) and the
+buffers a plan's tiles share (:class:`Scratch`).
 """
 
 from __future__ import annotations
 
-import numbers
+import itertools
+import math
 from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .geometry import ConvGeometry
 
 __all__ = [
     "CACHE_BYTES",
     "DEFAULT_WORKSPACE",
+    "MIN_TILE_BYTES",
     "RESERVED_BYTES",
+    "Scratch",
+    "Tile",
     "batch_chunks",
-    "check_workspace",
     "plan_tiles",
 ]
 
@@ -31,30 +45,22 @@ DEFAULT_WORKSPACE = 64 << 20
 #: thins the matrix products (measured in ``benchmarks/``).
 CACHE_BYTES = 16 << 20
 
-#: Part of the workspace kept for what the chunk arithmetic does not count:
+#: Part of the workspace kept for what the tile arithmetic does not count:
 #: NumPy's internal buffers for strided element-wise operations, small arrays.
 RESERVED_BYTES = 128 << 10
 
+#: Smallest tile budget, whatever the workspace: below it, each tile's work
+#: would be dominated by the Python overhead of visiting it. A workspace
+#: smaller than ``RESERVED_BYTES + MIN_TILE_BYTES`` therefore holds as that.
+MIN_TILE_BYTES = 1 << 10
 
-def check_workspace(workspace: object) -> int:
-    """Validate a ``workspace`` argument and return it as an int.
-
-    Raises
-    ------
-    TypeError
-        If it is not an integer.
-    ValueError
-        If it is not positive.
-    """
-    if isinstance(workspace, bool) or not isinstance(workspace, numbers.Integral):
-        raise TypeError(f"workspace must be an int number of bytes, got {workspace!r}")
-    if workspace <= 0:
-        raise ValueError(f"workspace must be a positive number of bytes, got {workspace}")
-    return int(workspace)
+#: ``tile_bytes(samples, output_size)``: temporary bytes of a tile of that
+#: many samples whose output grid has that spatial size.
+TileBytes = Callable[[int, tuple[int, ...]], int]
 
 
 def _budget(workspace: int) -> int:
-    return min(workspace, CACHE_BYTES) - RESERVED_BYTES
+    return max(min(workspace, CACHE_BYTES) - RESERVED_BYTES, MIN_TILE_BYTES)
 
 
 def _even_slices(total: int, most: int) -> list[slice]:
@@ -67,67 +73,28 @@ def _even_slices(total: int, most: int) -> list[slice]:
         return []
     base, extra = divmod(total, count)
     sizes = [base + 1] * extra + [base] * (count - extra)
-    starts = [sum(sizes[:i]) for i in range(count)]
+    starts = itertools.accumulate(sizes, initial=0)
     return [slice(start, start + size) for start, size in zip(starts, sizes)]
 
 
-def plan_tiles(
-    batch: int, rows: int, tile_bytes: Callable[[int, int], int], workspace: int, *, bands: bool = True
-) -> list[tuple[slice, slice]]:
-    """Cut a batch of output grids into tiles whose temporaries fit.
-
-    Whole samples are grouped as in :func:`batch_chunks` when one sample fits.
-    Otherwise each sample is cut into bands of output rows (along the first
-    spatial axis) that fit; only a single output row larger than the budget
-    breaks the limit.
-
-    Parameters
-    ----------
-    batch : int
-        Number of samples ``N``.
-    rows : int
-        Output rows along the first spatial axis.
-    tile_bytes : callable
-        ``tile_bytes(samples, rows)``: temporary bytes of a tile of that many
-        samples and output rows.
-    workspace : int
-        The caller's limit in bytes.
-    bands : bool, optional
-        Allow cutting a sample into bands (default); if False, a sample larger
-        than the budget is one tile and the limit holds per sample.
-
-    Returns
-    -------
-    list of (slice, slice)
-        ``(samples, output_rows)`` in order, covering every sample and row once.
-
-    Examples
-    --------
-    A sample of ten output rows needing 2 MiB per row does not fit in the
-    16 MiB cache budget; two bands of five rows do:
-
-    >>> plan_tiles(2, 10, lambda n, r: n * r << 21, 64 << 20)
-    [(slice(0, 1, None), slice(0, 5, None)), (slice(0, 1, None), slice(5, 10, None)),
-     (slice(1, 2, None), slice(0, 5, None)), (slice(1, 2, None), slice(5, 10, None))]
-    >>> plan_tiles(4, 10, lambda n, r: n * r << 16, 64 << 20)
-    [(slice(0, 4, None), slice(0, 10, None))]
-    """
-    budget = _budget(workspace)
-    whole = slice(0, rows)
-    if rows == 0 or not bands or tile_bytes(1, rows) <= budget:
-        return [(chunk, whole) for chunk in batch_chunks(batch, tile_bytes(1, rows), workspace)]
-    most = max([r for r in range(1, rows) if tile_bytes(1, r) <= budget] or [1])
-    row_bands = _even_slices(rows, most)
-    return [(slice(n, n + 1), band) for n in range(batch) for band in row_bands]
+def _largest_fitting(limit: int, fits: Callable[[int], bool]) -> int:
+    """Largest ``r`` in ``[1, limit]`` with ``fits(r)`` (monotone), by bisection; 1 if none."""
+    low, high = 1, limit
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def batch_chunks(batch: int, bytes_per_sample: int, workspace: int) -> list[slice]:
     """Cut ``range(batch)`` into consecutive slices whose temporaries fit.
 
     The slices are as few as fit in ``min(workspace, CACHE_BYTES)`` less
-    ``RESERVED_BYTES``, of near-equal sizes, each of at least one sample. A
-    single sample larger than the workspace still makes one slice: the limit
-    then holds per sample, not per call.
+    ``RESERVED_BYTES`` (but at least ``MIN_TILE_BYTES``), of near-equal
+    sizes, each of at least one sample.
 
     Parameters
     ----------
@@ -151,3 +118,143 @@ def batch_chunks(batch: int, bytes_per_sample: int, workspace: int) -> list[slic
     [slice(0, 2, None), slice(2, 4, None), slice(4, 6, None), slice(6, 8, None), slice(8, 9, None)]
     """
     return _even_slices(batch, max(1, _budget(workspace) // max(bytes_per_sample, 1)))
+
+
+class Tile(NamedTuple):
+    """Samples ``batch`` and a window of output positions of one call.
+
+    Attributes
+    ----------
+    batch : slice
+        Samples of the tile.
+    window : tuple of slice
+        Output positions along the leading spatial axes (one slice per
+        axis that is cut); empty for whole samples.
+    input_window : tuple of slice
+        Unpadded input positions the tile reads along those axes.
+    geometry : ConvGeometry
+        The tile as a convolution of those input positions.
+    """
+
+    batch: slice
+    window: tuple[slice, ...]
+    input_window: tuple[slice, ...]
+    geometry: ConvGeometry
+
+    @property
+    def whole(self) -> bool:
+        """True when the tile holds whole samples (its geometry is the call's)."""
+        return not self.window
+
+    def grid(self, grid_size: tuple[int, ...]) -> tuple[int, ...]:
+        """The tile's window grid, out of the call's ``grid_size``."""
+        cut = tuple(s.stop - s.start for s in self.window)
+        return cut + grid_size[len(cut) :]
+
+
+def plan_tiles(
+    batch: int,
+    geometry: ConvGeometry,
+    tile_bytes: TileBytes,
+    workspace: int,
+    *,
+    grid_size: tuple[int, ...] | None = None,
+) -> list[Tile]:
+    """Cut a call's batch and output grid into tiles whose temporaries fit.
+
+    Whole samples are grouped as in :func:`batch_chunks` when one sample
+    fits. Otherwise each sample is cut into bands of output rows along the
+    first spatial axis; if a single row is still too large, into single rows
+    along the first axis and bands along the second, and so on. Only a single
+    output position larger than the budget breaks the limit. The plan costs
+    a logarithmic number of ``tile_bytes`` calls.
+
+    Parameters
+    ----------
+    batch : int
+        Number of samples ``N``.
+    geometry : ConvGeometry
+        The call's convolution.
+    tile_bytes : callable
+        ``tile_bytes(samples, output_size)``: temporary bytes of a tile of
+        that many samples and output grid; non-decreasing in each argument.
+    workspace : int
+        The caller's limit in bytes.
+    grid_size : tuple of int, optional
+        The window grid, when smaller than ``geometry.output_size`` (a
+        transposed convolution's ``output_padding``).
+
+    Returns
+    -------
+    list of Tile
+        In order, covering every sample and output position once.
+
+    Examples
+    --------
+    A sample of ten output rows needing 2 MiB per row does not fit in the
+    16 MiB cache budget; two bands of five rows do:
+
+    >>> g = ConvGeometry.create((10, 1), (1, 1))
+    >>> [(t.batch, t.window) for t in plan_tiles(2, g, lambda n, out: n * out[0] << 21, 64 << 20)]
+    [(slice(0, 1, None), (slice(0, 5, None),)), (slice(0, 1, None), (slice(5, 10, None),)),
+     (slice(1, 2, None), (slice(0, 5, None),)), (slice(1, 2, None), (slice(5, 10, None),))]
+    >>> [t.batch for t in plan_tiles(4, g, lambda n, out: n * out[0] << 16, 64 << 20)]
+    [slice(0, 4, None)]
+    """
+    grid = geometry.output_size if grid_size is None else grid_size
+    budget = _budget(workspace)
+    per_sample = tile_bytes(1, grid)
+    if per_sample <= budget or batch == 0 or 0 in grid:
+        return [Tile(chunk, (), (), geometry) for chunk in batch_chunks(batch, per_sample, workspace)]
+    for axis in range(len(grid)):
+
+        def size(rows: int, axis: int = axis) -> int:
+            return tile_bytes(1, (1,) * axis + (rows,) + grid[axis + 1 :])
+
+        if size(1) <= budget or axis == len(grid) - 1:
+            break
+    most = _largest_fitting(grid[axis], lambda rows: size(rows) <= budget)
+    tiles = []
+    for prefix in itertools.product(*(range(g) for g in grid[:axis])):
+        for band in _even_slices(grid[axis], most):
+            window = (*(slice(p, p + 1) for p in prefix), band)
+            tile_geometry, inputs = geometry, []
+            for cut, rows in enumerate(window):
+                read, tile_geometry = tile_geometry.band(rows, cut)
+                inputs.append(read)
+            tiles.append(Tile(slice(0, 1), window, tuple(inputs), tile_geometry))
+    return [tile._replace(batch=slice(n, n + 1)) for n in range(batch) for tile in tiles]
+
+
+class Scratch:
+    """Flat buffers reused by every tile of one call; later tiles may be smaller.
+
+    Parameters
+    ----------
+    dtype : numpy.dtype
+        dtype of every buffer.
+    """
+
+    def __init__(self, dtype: np.dtype[Any]) -> None:
+        self.dtype = dtype
+        self._buffers: dict[str, NDArray[Any]] = {}
+        self._layouts: dict[str, object] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], *, zeroed_for: object = None) -> NDArray[Any]:
+        """A ``shape`` view of buffer ``name``.
+
+        With ``zeroed_for`` the view is all zeros whenever ``(shape, zeroed_for)``
+        differs from the previous request: zeros that the caller never
+        overwrites (the border of a padded input, whose layout ``zeroed_for``
+        names) then stay zero from one tile to the next without refilling.
+        """
+        size = math.prod(shape)
+        buffer = self._buffers.get(name)
+        fresh = buffer is None or buffer.size < size
+        if buffer is None or fresh:
+            buffer = self._buffers[name] = np.empty(size, self.dtype)
+        view = buffer[:size].reshape(shape)
+        if zeroed_for is not None and (fresh or self._layouts.get(name) != (shape, zeroed_for)):
+            view.fill(0)
+            self._layouts[name] = (shape, zeroed_for)
+        return view

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from im2col_conv import direct
-from im2col_conv.conv import ConvGrads
+from im2col_conv.convolution import ConvGrads
 from im2col_conv.equivalence import (
     col2im_matrix,
     compare_float64,

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from im2col_conv.conv import Columns, conv, conv_backward
+from im2col_conv.convolution import Columns, conv, conv_backward
 from im2col_conv.layer import Conv
 
 # (layer kwargs, input shape): a spread of geometries, 1-D to 3-D, batched and unbatched.
@@ -91,7 +91,7 @@ def test_layer_matches_core_functions(kwargs: dict[str, Any], shape: tuple[int, 
 def test_direct_backward_equals_im2col(kwargs: dict[str, Any], shape: tuple[int, ...]) -> None:
     rng = np.random.default_rng(3)
     x = rng.standard_normal(shape)
-    default, direct = make(kwargs), make(kwargs, backward="direct")
+    default, direct = make(kwargs), make(kwargs, backward_method="direct")
     assert direct.backward_method == "direct"
     np.testing.assert_array_equal(default(x), direct(x))
     gy = rng.standard_normal(default(x).shape)
@@ -121,8 +121,8 @@ def test_keep_input_equals_keep_columns(kwargs: dict[str, Any], shape: tuple[int
     x = rng.standard_normal(shape)
     columns, inputs = make(kwargs), make(kwargs, keep="input")
     np.testing.assert_array_equal(columns(x), inputs(x))
-    assert isinstance(columns._columns, Columns)
-    assert inputs._columns is None  # only x is kept
+    assert isinstance(columns._pass.columns, Columns)
+    assert inputs._pass.columns is None  # only x is kept
     gy = rng.standard_normal(columns(x).shape)
     np.testing.assert_array_equal(columns.backward(gy), inputs.backward(gy))
     np.testing.assert_array_equal(columns.grad_weight, inputs.grad_weight)
@@ -292,7 +292,12 @@ def test_backward_with_mismatched_shape(shape: tuple[int, ...]) -> None:
         ((1, 1, 3), {"dtype": np.int32}, TypeError, "dtype must be a floating dtype"),
         ((1, 1, 3), {"dtype": "nonsense"}, TypeError, "dtype must be a floating dtype"),
         ((1, 1, 3), {"keep": "everything"}, ValueError, "keep must be one of 'columns', 'input', got"),
-        ((1, 1, 3), {"backward": "fft"}, ValueError, "backward must be one of 'im2col', 'direct', got 'fft'"),
+        (
+            (1, 1, 3),
+            {"backward_method": "fft"},
+            ValueError,
+            "backward_method must be one of 'im2col', 'direct', got 'fft'",
+        ),
         ((1, 1, 3), {"rng": 1.5}, TypeError, "rng must be a numpy.random.Generator"),
         ((1, 1, 3), {"rng": -1}, ValueError, "rng seed must be non-negative"),
     ],
@@ -307,7 +312,7 @@ def test_constructor_rejects_bad_arguments(
 @pytest.mark.parametrize(
     ("shape", "match"),
     [
-        ((1, 2, 5, 5), "expects x of shape \\(N, 1, \\*spatial\\)"),
+        ((1, 2, 5, 5), "x has 2 channels but weight of shape \\(2, 1, 3, 3\\) with groups=1 expects 1"),
         ((1, 1, 4, 4, 4), "with 2 spatial dimension"),
         ((4,), "with 2 spatial dimension"),
     ],
@@ -325,4 +330,4 @@ def test_forward_rejects_input_smaller_than_kernel() -> None:
 def test_repr_names_the_geometry() -> None:
     text = repr(Conv(4, 8, 3, stride=2, padding="same", groups=2, rng=0))
     assert text.startswith("Conv(4, 8, kernel_size=(3, 3), stride=(2, 2), padding='same'")
-    assert "groups=2" in text and "backward='im2col'" in text
+    assert "groups=2" in text and "backward_method='im2col'" in text

@@ -18,30 +18,15 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import _engine
-from ._arrays import as_numeric_array, batch_view
-from .geometry import ConvGeometry, IntOrTuple, PaddingLike, normalize_padding, normalize_tuple
-from .workspace import DEFAULT_WORKSPACE, check_workspace
+from ._engine import Engine
+from ._operands import ConvGrads, ConvOperands, conv_operands, grad_output_operand, transpose_operands
+from ._validation import check_workspace
+from .geometry import ConvGeometry, IntOrTuple, PaddingLike
+from .workspace import DEFAULT_WORKSPACE
 
 __all__ = ["Columns", "ConvGrads", "conv", "conv_backward", "conv_forward", "conv_transpose"]
-
-
-class ConvGrads(NamedTuple):
-    """Gradients of a summed loss with respect to a convolution's operands.
-
-    Attributes
-    ----------
-    input : ndarray, shape like ``x``
-    weight : ndarray, shape like ``weight``
-    bias : ndarray, shape (C_out,)
-    """
-
-    input: NDArray[Any]
-    weight: NDArray[Any]
-    bias: NDArray[Any]
 
 
 class Columns(NamedTuple):
@@ -68,79 +53,14 @@ class Columns(NamedTuple):
     groups: int
 
 
-class _Operands(NamedTuple):
-    x: NDArray[Any]  # batched (N, C_in, *spatial); cast chunk by chunk, never whole
-    weight: NDArray[Any]  # cast to dtype
-    geometry: ConvGeometry
-    groups: int
-    unbatched: bool
-    dtype: np.dtype[Any]
-
-
-def _check_groups(groups: object, c_in: int, c_out: int | None, weight_shape: tuple[int, ...]) -> int:
-    """Validate ``groups``; ``c_out=None`` when the output channels are a multiple by construction."""
-    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)):
-        raise TypeError(f"groups must be an int, got {groups!r}")
-    g = int(groups)
-    if g < 1:
-        raise ValueError(f"groups must be >= 1, got {g}")
-    if c_out is None and c_in % g:
-        raise ValueError(f"groups={g} must divide the input channels ({c_in}); weight shape {weight_shape}")
-    if c_out is not None and (c_in % g or c_out % g):
-        raise ValueError(
-            f"groups={g} must divide both the input channels ({c_in}) and the output channels "
-            f"({c_out}); weight shape {weight_shape}"
-        )
-    return g
-
-
-def _prepare(
-    x: ArrayLike,
-    weight: ArrayLike,
-    extra: dict[str, ArrayLike | None],
-    stride: IntOrTuple,
-    padding: PaddingLike,
-    dilation: IntOrTuple,
-    groups: int,
-) -> _Operands:
-    """Validate a convolution's operands and build its geometry."""
-    x_arr = as_numeric_array(x, "x")
-    w_arr = as_numeric_array(weight, "weight")
-    extra_arrays = [as_numeric_array(v, k) for k, v in extra.items() if v is not None]
-    if w_arr.ndim < 3:
-        raise ValueError(
-            f"weight must have shape (C_out, C_in/groups, *kernel) with at least one spatial "
-            f"dimension, got shape {w_arr.shape}"
-        )
-    d = w_arr.ndim - 2
-    batched, unbatched = batch_view(x_arr, d, "x")
-    c_out, c_in_per_group = w_arr.shape[:2]
-    g = _check_groups(groups, batched.shape[1], c_out, w_arr.shape)
-    if batched.shape[1] != c_in_per_group * g:
-        raise ValueError(
-            f"x has {batched.shape[1]} channels but weight of shape {w_arr.shape} with groups={g} "
-            f"expects {c_in_per_group * g}"
-        )
-    geometry = ConvGeometry.create(batched.shape[2:], w_arr.shape[2:], stride, padding, dilation)
-    dtype = np.result_type(x_arr, w_arr, *extra_arrays)
-    return _Operands(batched, w_arr.astype(dtype, copy=False), geometry, g, unbatched, dtype)
-
-
-def _check_bias(bias: ArrayLike | None, c_out: int, dtype: np.dtype[Any]) -> NDArray[Any] | None:
-    if bias is None:
-        return None
-    b = as_numeric_array(bias, "bias")
-    if b.shape != (c_out,):
-        raise ValueError(
-            f"bias must have shape ({c_out},) (one entry per output channel), got shape {b.shape}"
-        )
-    return b.astype(dtype, copy=False)
-
-
-def _add_bias(y: NDArray[Any], bias: NDArray[Any] | None) -> NDArray[Any]:
+def _with_bias(y: NDArray[Any], bias: NDArray[Any] | None) -> NDArray[Any]:
     if bias is not None:
         y += bias.reshape((-1,) + (1,) * (y.ndim - 2))
     return y
+
+
+def _unbatch(y: NDArray[Any], ops: ConvOperands) -> NDArray[Any]:
+    return y[0] if ops.unbatched else y
 
 
 def conv(
@@ -202,11 +122,10 @@ def conv(
     array([[[[ 54,  72],
              [144, 162]]]])
     """
-    ops = _prepare(x, weight, {"bias": bias}, stride, padding, dilation, groups)
-    b = _check_bias(bias, ops.weight.shape[0], ops.dtype)
-    y, _ = _engine.forward(ops.x, ops.weight, ops.geometry, ops.groups, ops.dtype, check_workspace(workspace))
-    y = _add_bias(y.reshape(y.shape[:2] + ops.geometry.output_size), b)
-    return y[0] if ops.unbatched else y
+    ops = conv_operands(x, weight, bias, stride, padding, dilation, groups)
+    engine = Engine(ops.geometry, ops.groups, ops.dtype, check_workspace(workspace))
+    y, _ = engine.forward(ops.x, ops.weight)
+    return _unbatch(_with_bias(y, ops.bias), ops)
 
 
 def conv_forward(
@@ -242,31 +161,16 @@ def conv_forward(
     >>> conv_backward(np.ones_like(y), x, w, stride=2, columns=columns).bias
     array([4])
     """
-    ops = _prepare(x, weight, {"bias": bias}, stride, padding, dilation, groups)
-    b = _check_bias(bias, ops.weight.shape[0], ops.dtype)
-    y, cols = _engine.forward(
-        ops.x, ops.weight, ops.geometry, ops.groups, ops.dtype, DEFAULT_WORKSPACE, keep_columns=True
+    ops = conv_operands(x, weight, bias, stride, padding, dilation, groups)
+    y, cols = Engine(ops.geometry, ops.groups, ops.dtype, DEFAULT_WORKSPACE).forward(
+        ops.x, ops.weight, keep_columns=True
     )
-    if cols is None:  # an empty batch has no columns
-        cols = np.zeros((ops.groups, ops.x.shape[1] // ops.groups * ops.geometry.kernel_volume, 0), ops.dtype)
+    assert cols is not None
     cols.flags.writeable = False
-    y = _add_bias(y.reshape(y.shape[:2] + ops.geometry.output_size), b)
-    columns = Columns(cols, ops.x.shape, ops.geometry, ops.groups)
-    return (y[0] if ops.unbatched else y), columns
+    return _unbatch(_with_bias(y, ops.bias), ops), Columns(cols, ops.x.shape, ops.geometry, ops.groups)
 
 
-def _check_grad_output(grad_output: ArrayLike, ops: _Operands) -> NDArray[Any]:
-    """``grad_output`` as a batched array, checked against the forward output's shape."""
-    given = as_numeric_array(grad_output, "grad_output")
-    batched = given[np.newaxis] if ops.unbatched else given
-    expected = (ops.x.shape[0], ops.weight.shape[0], *ops.geometry.output_size)
-    if batched.shape != expected:
-        shown = expected[1:] if ops.unbatched else expected
-        raise ValueError(f"grad_output must have the forward output's shape {shown}, got {given.shape}")
-    return batched
-
-
-def _check_columns(columns: Columns, ops: _Operands) -> NDArray[Any]:
+def _check_columns(columns: Columns, ops: ConvOperands) -> NDArray[Any]:
     if not isinstance(columns, Columns):
         raise TypeError(f"columns must be the Columns returned by conv_forward, got {type(columns).__name__}")
     if (columns.input_shape, columns.geometry, columns.groups) != (ops.x.shape, ops.geometry, ops.groups):
@@ -343,14 +247,13 @@ def conv_backward(
     >>> grads.bias
     array([4])
     """
-    ops = _prepare(x, weight, {"grad_output": grad_output}, stride, padding, dilation, groups)
-    geometry, g = ops.geometry, ops.groups
-    gy = _check_grad_output(grad_output, ops)
-    space = check_workspace(workspace)
+    ops = conv_operands(x, weight, None, stride, padding, dilation, groups, grad_output=grad_output)
+    gy = grad_output_operand(grad_output, ops)
+    engine = Engine(ops.geometry, ops.groups, ops.dtype, check_workspace(workspace))
     cols = None if columns is None else _check_columns(columns, ops)
-    grad_x, grad_w = _engine.backward(gy, ops.x, ops.weight, geometry, g, ops.dtype, space, cols)
+    grad_x, grad_w = engine.backward(gy, ops.x, ops.weight, cols)
     grad_b = gy.sum(axis=(0, *range(2, gy.ndim)), dtype=ops.dtype)
-    return ConvGrads(grad_x[0] if ops.unbatched else grad_x, grad_w.reshape(ops.weight.shape), grad_b)
+    return ConvGrads(_unbatch(grad_x, ops), grad_w.reshape(ops.weight.shape), grad_b)
 
 
 def conv_transpose(
@@ -413,50 +316,8 @@ def conv_transpose(
            [1, 1, 2, 1, 1],
            [1, 1, 2, 1, 1]])
     """
-    x_arr = as_numeric_array(x, "x")
-    w_arr = as_numeric_array(weight, "weight")
-    if w_arr.ndim < 3:
-        raise ValueError(
-            f"weight must have shape (C_in, C_out/groups, *kernel) with at least one spatial "
-            f"dimension, got shape {w_arr.shape}"
-        )
-    d = w_arr.ndim - 2
-    batched, unbatched = batch_view(x_arr, d, "x")
-    c_in = batched.shape[1]
-    if c_in != w_arr.shape[0]:
-        raise ValueError(f"x has {c_in} channels but weight of shape {w_arr.shape} expects {w_arr.shape[0]}")
-    g = _check_groups(groups, c_in, None, w_arr.shape)
-    c_out = w_arr.shape[1] * g
-    kernel = tuple(w_arr.shape[2:])
-    strides = normalize_tuple(stride, d, "stride", minimum=1)
-    dilations = normalize_tuple(dilation, d, "dilation", minimum=1)
-    if isinstance(padding, str) and padding.lower() != "valid":
-        raise ValueError(f"padding must be 'valid', an int or a tuple for conv_transpose, got {padding!r}")
-    pads = normalize_padding(padding, kernel, kernel, strides, dilations)
-    out_pad = normalize_tuple(output_padding, d, "output_padding", minimum=0)
-    for op, s, dl in zip(out_pad, strides, dilations):
-        if op >= s and op >= dl:
-            raise ValueError(
-                f"output_padding {out_pad} must be smaller than either stride {strides} or "
-                f"dilation {dilations} in every dimension"
-            )
-    # The forward convolution whose input gradient this is maps our output
-    # back to our input: its geometry drives the scatter-add.
-    extent = tuple(dl * (k - 1) + 1 for k, dl in zip(kernel, dilations))
-    in_size = batched.shape[2:]
-    out_size = tuple(
-        (i - 1) * s - b - a + e + op for i, s, (b, a), e, op in zip(in_size, strides, pads, extent, out_pad)
+    ops = transpose_operands(x, weight, bias, stride, padding, output_padding, groups, dilation)
+    engine = Engine(
+        ops.geometry, ops.groups, ops.dtype, check_workspace(workspace), grid_size=ops.x.shape[2:]
     )
-    if any(o < 1 for o in out_size):
-        raise ValueError(
-            f"conv_transpose output size {out_size} is empty: input size {in_size}, stride {strides}, "
-            f"padding {pads}, kernel extent {extent}"
-        )
-    geometry = ConvGeometry(out_size, kernel, strides, pads, dilations)
-    dtype = np.result_type(x_arr, w_arr, *([] if bias is None else [as_numeric_array(bias, "bias")]))
-    b = _check_bias(bias, c_out, dtype)
-    space = check_workspace(workspace)
-    w = w_arr.astype(dtype, copy=False)
-    y = _engine.input_gradient(batched, w, geometry, g, dtype, space, grid_size=in_size, target_size=out_size)
-    y = _add_bias(y, b)
-    return y[0] if unbatched else y
+    return _unbatch(_with_bias(engine.input_gradient(ops.x, ops.weight), ops.bias), ops)

@@ -1,0 +1,171 @@
+"""A convolution's operands, checked once, and the gradients it returns.
+
+Both formulations of a convolution, the im2col path of
+:mod:`im2col_conv.convolution` and the direct method of
+:mod:`im2col_conv.direct`, take their arrays through :func:`conv_operands`
+(or :func:`transpose_operands`), so they accept and refuse exactly the same
+calls with the same messages. Only :mod:`im2col_conv._validation` and
+:mod:`im2col_conv.geometry` sit below this module.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ._validation import (
+    as_numeric_array,
+    batch_view,
+    check_bias,
+    check_grad_output,
+    check_groups,
+    weight_rank,
+)
+from .geometry import ConvGeometry, IntOrTuple, PaddingLike
+
+__all__ = ["ConvGrads", "ConvOperands", "conv_operands", "grad_output_operand", "transpose_operands"]
+
+
+class ConvGrads(NamedTuple):
+    """Gradients of a summed loss with respect to a convolution's operands.
+
+    Attributes
+    ----------
+    input : ndarray, shape like ``x``
+    weight : ndarray, shape like ``weight``
+    bias : ndarray, shape (C_out,)
+    """
+
+    input: NDArray[Any]
+    weight: NDArray[Any]
+    bias: NDArray[Any]
+
+
+class ConvOperands(NamedTuple):
+    """Checked operands of one call.
+
+    Attributes
+    ----------
+    x : ndarray, shape (N, C_in, *spatial)
+        Batched view of the input, in its own dtype (cast tile by tile, never whole).
+    weight : ndarray
+        The kernel, cast to ``dtype``.
+    bias : ndarray of shape (C_out,), or None
+        Cast to ``dtype``.
+    geometry : ConvGeometry
+        For a transposed convolution, the geometry of the convolution whose
+        input gradient it is (see :meth:`ConvGeometry.for_transpose`).
+    groups : int
+    unbatched : bool
+        Whether ``x`` was given without its batch axis.
+    dtype : numpy.dtype
+        The dtype of the results.
+    """
+
+    x: NDArray[Any]
+    weight: NDArray[Any]
+    bias: NDArray[Any] | None
+    geometry: ConvGeometry
+    groups: int
+    unbatched: bool
+    dtype: np.dtype[Any]
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """Batched shape of the forward output, ``(N, C_out, *output_size)``."""
+        return (self.x.shape[0], self.weight.shape[0], *self.geometry.output_size)
+
+
+def _arrays(
+    x: ArrayLike, weight: ArrayLike, others: dict[str, ArrayLike | None], layout: str
+) -> tuple[NDArray[Any], NDArray[Any], bool, np.dtype[Any]]:
+    """Numeric arrays, the batched input and the common dtype of every operand."""
+    x_arr = as_numeric_array(x, "x")
+    w_arr = as_numeric_array(weight, "weight")
+    rest = [as_numeric_array(v, k) for k, v in others.items() if v is not None]
+    batched, unbatched = batch_view(x_arr, weight_rank(w_arr, layout), "x")
+    return batched, w_arr, unbatched, np.result_type(x_arr, w_arr, *rest)
+
+
+def conv_operands(
+    x: ArrayLike,
+    weight: ArrayLike,
+    bias: ArrayLike | None = None,
+    stride: IntOrTuple = 1,
+    padding: PaddingLike = 0,
+    dilation: IntOrTuple = 1,
+    groups: object = 1,
+    *,
+    grad_output: ArrayLike | None = None,
+) -> ConvOperands:
+    """Check the operands of a convolution and build its geometry.
+
+    ``grad_output``, when given, takes part in the result dtype only; check
+    its shape with :func:`grad_output_operand`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument, the value and the rule, for any operand that
+        does not fit.
+    """
+    batched, w_arr, unbatched, dtype = _arrays(
+        x, weight, {"bias": bias, "grad_output": grad_output}, "C_out, C_in/groups"
+    )
+    c_out, c_in_per_group = w_arr.shape[:2]
+    c_in = batched.shape[1]
+    g = check_groups(groups, {"input": c_in, "output": c_out}, w_arr.shape)
+    if c_in != c_in_per_group * g:
+        raise ValueError(
+            f"x has {c_in} channels but weight of shape {w_arr.shape} with groups={g} "
+            f"expects {c_in_per_group * g}"
+        )
+    geometry = ConvGeometry.create(batched.shape[2:], w_arr.shape[2:], stride, padding, dilation)
+    b = check_bias(bias, c_out, dtype)
+    return ConvOperands(batched, w_arr.astype(dtype, copy=False), b, geometry, g, unbatched, dtype)
+
+
+def transpose_operands(
+    x: ArrayLike,
+    weight: ArrayLike,
+    bias: ArrayLike | None,
+    stride: IntOrTuple,
+    padding: PaddingLike,
+    output_padding: IntOrTuple,
+    groups: object,
+    dilation: IntOrTuple,
+) -> ConvOperands:
+    """Check the operands of a transposed convolution (weight ``(C_in, C_out/groups, *kernel)``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`conv_operands`, and for an ``output_padding`` that is not
+        smaller than the stride or the dilation, or an empty output.
+    """
+    batched, w_arr, unbatched, dtype = _arrays(x, weight, {"bias": bias}, "C_in, C_out/groups")
+    c_in = batched.shape[1]
+    if c_in != w_arr.shape[0]:
+        raise ValueError(f"x has {c_in} channels but weight of shape {w_arr.shape} expects {w_arr.shape[0]}")
+    g = check_groups(groups, {"input": c_in}, w_arr.shape)
+    geometry = ConvGeometry.for_transpose(
+        batched.shape[2:], w_arr.shape[2:], stride, padding, output_padding, dilation
+    )
+    b = check_bias(bias, w_arr.shape[1] * g, dtype)
+    return ConvOperands(batched, w_arr.astype(dtype, copy=False), b, geometry, g, unbatched, dtype)
+
+
+def grad_output_operand(grad_output: ArrayLike, ops: ConvOperands) -> NDArray[Any]:
+    """``grad_output`` as a batched array of the forward output's shape.
+
+    Raises
+    ------
+    TypeError
+        If it is not numeric.
+    ValueError
+        If its shape is not the forward output's.
+    """
+    given = as_numeric_array(grad_output, "grad_output")
+    return check_grad_output(given, ops.output_shape, ops.unbatched)
