@@ -1,41 +1,46 @@
-"""Time im2col_conv's forward and backward on a suite of layer shapes.
+"""Time im2col_conv's forward and backward against PyTorch and the textbook method.
 
-For every shape and dtype it reports milliseconds, GFLOP/s, the *roofline
+For every layer shape and dtype it reports milliseconds, the *roofline
 ratio* (time over the time the same FLOPs take in one large ``np.matmul``,
-measured in the same run), PyTorch's time and our ratio to it when torch is
-installed, the peak temporary memory of a call next to the column matrix it
-did not materialise, and the time of the direct (dilate-pad-rotate) method.
+measured in the same run), the speed-up over the textbook method (an
+untiled im2col + one matrix product + slice-add col2im, ``textbook.py``),
+the ratio to PyTorch's CPU convolution when torch is installed, and the peak
+temporary memory of a call next to the column matrix it did not build.
 
 Usage::
 
     python benchmarks/bench.py                 # full suite, float32 and float64
-    python benchmarks/bench.py --quick         # three shapes, one round
-    python benchmarks/bench.py --json out.json --rounds 3
+    python benchmarks/bench.py --quick         # three shapes, two rounds (about two minutes)
+    python benchmarks/bench.py --json out.json --rounds 4
 
-Honest numbers on a small shared machine: every measurement is warmed up and
-is the median of several runs; the whole sweep is repeated and the better
-round kept; NumPy and PyTorch are never timed in the same loop, since each
-one's thread pool keeps spinning for a while after a call and slows the other.
+Honest numbers on a small shared machine: each library runs in its own
+process (no shared thread pool or cache), the libraries alternate A, B, C,
+A, B, C over the rounds, every measurement is the median of several warmed
+calls, and each row keeps the minimum of its rounds' medians. PyTorch's own
+roofline ratio and the spread of its rounds are printed as a noise flag: its
+code does not change between runs, so when its rounds disagree by more than
+:data:`NOISY` the run says it is too noisy to trust.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
-import statistics
+import subprocess
 import sys
 import time
-import tracemalloc
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from workers import LIBRARIES, THREADS, run_library
+
 import im2col_conv as ic
 
-THREADS = 2
 # (N, C_in, H, W, C_out, k, stride, pad)
 SHAPES = [
     (32, 64, 56, 56, 64, 3, 1, 1),
@@ -46,33 +51,10 @@ SHAPES = [
     (16, 32, 64, 64, 32, 1, 1, 0),
     (8, 3, 224, 224, 64, 7, 2, 3),
 ]
-QUICK = [SHAPES[0], SHAPES[2], SHAPES[4]]
+QUICK = [SHAPES[2], SHAPES[3], SHAPES[4]]
 
-
-def median_time(fn: Callable[[], object], repeats: int, budget: float = 2.0) -> float:
-    """Median wall time of ``fn`` after one warm-up call, in seconds.
-
-    Fewer repeats are taken when one call is slow, so the sweep stays short.
-    """
-    start = time.perf_counter()
-    fn()
-    first = time.perf_counter() - start
-    count = max(1, min(repeats, int(budget / max(first, 1e-9))))
-    times = []
-    for _ in range(count):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def gemm_rate(dtype: np.dtype[Any], repeats: int) -> float:
-    """FLOP/s of one large square ``np.matmul``: the ceiling for every layer."""
-    rng = np.random.default_rng(0)
-    size = 2048
-    a = rng.standard_normal((size, size)).astype(dtype)
-    b = rng.standard_normal((size, size)).astype(dtype)
-    return 2 * size**3 / median_time(lambda: a @ b, repeats)
+#: Largest spread (slowest over fastest round) of PyTorch's times that a run may show and be trusted.
+NOISY = 1.25
 
 
 def layer_flops(shape: tuple[int, ...]) -> int:
@@ -82,166 +64,93 @@ def layer_flops(shape: tuple[int, ...]) -> int:
     return 2 * n * c_out * ho * wo * c_in * k * k
 
 
-def peak_bytes(fn: Callable[[], object]) -> int:
-    """Peak memory allocated during ``fn`` beyond what it returns, by tracemalloc."""
-    tracemalloc.start()
-    tracemalloc.reset_peak()
-    base = tracemalloc.get_traced_memory()[0]
-    result = fn()
-    current, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    del result
-    return peak - base - (current - base)
+def _spawn(library: str, args: argparse.Namespace, extras: bool) -> dict[str, Any]:
+    """Run one library's sweep in a fresh process and read the JSON it prints."""
+    command = [sys.executable, __file__, "--worker", library, "--repeats", str(args.repeats)]
+    command += ["--dtypes", *args.dtypes] + (["--quick"] if args.quick else [])
+    command += ["--extras"] if extras else []
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{library} worker failed:\n{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
 
 
-def run_numpy(
-    shape: tuple[int, ...], dtype: np.dtype[Any], repeats: int, with_direct: bool
-) -> dict[str, Any]:
-    n, c_in, h, w, c_out, k, s, p = shape
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((n, c_in, h, w)).astype(dtype)
-    weight = rng.standard_normal((c_out, c_in, k, k)).astype(dtype)
-    bias = rng.standard_normal(c_out).astype(dtype)
-    y = ic.conv(x, weight, bias, stride=s, padding=p)
-    gy = rng.standard_normal(y.shape).astype(dtype)
+def _torch_available() -> bool:
+    return importlib.util.find_spec("torch") is not None
 
-    def forward() -> object:
-        return ic.conv(x, weight, bias, stride=s, padding=p)
 
-    def backward() -> object:
-        return ic.conv_backward(gy, x, weight, stride=s, padding=p)
-
-    # The column matrix of the whole batch, as conv_forward keeps it, and the
-    # forward's one matrix product on it alone: the best the method can do with
-    # this BLAS at this shape, copies and col2im aside.
-    _, columns = ic.conv_forward(x, weight, stride=s, padding=p)
-    grouped = weight.reshape(1, c_out, -1)
-
-    def backward_with_columns() -> object:
-        return ic.conv_backward(gy, x, weight, stride=s, padding=p, columns=columns)
-
-    row = {
-        "forward_ms": 1e3 * median_time(forward, repeats),
-        "backward_ms": 1e3 * median_time(backward, repeats),
-        "backward_with_columns_ms": 1e3 * median_time(backward_with_columns, repeats),
-        "forward_gemm_only_ms": 1e3 * median_time(lambda: np.matmul(grouped, columns.data), repeats),
-        "forward_peak_bytes": peak_bytes(forward),
-        "backward_peak_bytes": peak_bytes(backward),
-        "column_matrix_bytes": c_in * k * k * y.shape[2] * y.shape[3] * n * np.dtype(dtype).itemsize,
-    }
-    if with_direct:
-        from im2col_conv import direct
-
-        row["direct_backward_ms"] = 1e3 * median_time(
-            lambda: direct.conv_backward(gy, x, weight, stride=s, padding=p), 1, budget=0.0
-        )
+def _combine(per_round: dict[str, list[dict[str, Any]]], key: tuple[str, tuple[int, ...]]) -> dict[str, Any]:
+    """One row: each library's min-of-medians over the rounds and the spread of its rounds."""
+    row: dict[str, Any] = {"dtype": key[0], "shape": list(key[1])}
+    for library, rounds in per_round.items():
+        found = [r for sweep in rounds for r in sweep["rows"] if (r["dtype"], tuple(r["shape"])) == key]
+        prefix = "" if library == "im2col_conv" else f"{library}_"
+        for phase in ("forward_ms", "backward_ms"):
+            row[prefix + phase] = min(r[phase] for r in found)
+        totals = [r["forward_ms"] + r["backward_ms"] for r in found]
+        row[f"{library}_spread"] = max(totals) / min(totals)
+        for r in found:
+            row.update({k: v for k, v in r.items() if k.endswith("_bytes") or k == "forward_gemm_only_ms"})
     return row
 
 
-def run_torch(shape: tuple[int, ...], dtype: np.dtype[Any], repeats: int) -> dict[str, Any] | None:
-    try:
-        import torch
-    except ImportError:
-        return None
-    torch.set_num_threads(THREADS)
-    n, c_in, h, w, c_out, k, s, p = shape
-    tdtype = torch.float32 if dtype == np.float32 else torch.float64
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(n, c_in, h, w, dtype=tdtype, generator=gen, requires_grad=True)
-    weight = torch.randn(c_out, c_in, k, k, dtype=tdtype, generator=gen, requires_grad=True)
-    bias = torch.randn(c_out, dtype=tdtype, generator=gen, requires_grad=True)
-    y = torch.nn.functional.conv2d(x, weight, bias, stride=s, padding=p)
-    gy = torch.randn(y.shape, dtype=tdtype, generator=gen)
-
-    def forward() -> object:
-        with torch.no_grad():
-            return torch.nn.functional.conv2d(x, weight, bias, stride=s, padding=p)
-
-    def backward() -> object:
-        return torch.autograd.grad(y, (x, weight, bias), gy, retain_graph=True)
-
-    return {
-        "torch_version": torch.__version__,
-        "torch_forward_ms": 1e3 * median_time(forward, repeats),
-        "torch_backward_ms": 1e3 * median_time(backward, repeats),
-    }
-
-
-def better(a: dict[str, Any] | None, b: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
-    """Keep, for each timing key, the faster of two rounds."""
-    if a is None:
-        return b
-    merged = dict(a)
-    for key in keys:
-        if key in b and key in a:
-            merged[key] = min(a[key], b[key])
-    return merged
-
-
 def sweep(args: argparse.Namespace) -> dict[str, Any]:
-    shapes = QUICK if args.quick else SHAPES
-    dtypes = [np.dtype(d) for d in args.dtypes]
-    results: dict[str, Any] = {
+    """Every library in its own process, alternating A, B, C, A, B, C over the rounds."""
+    libraries = ["im2col_conv", "textbook"] + (["torch"] if args.torch and _torch_available() else [])
+    per_round: dict[str, list[dict[str, Any]]] = {library: [] for library in libraries}
+    for round_index in range(args.rounds):
+        for library in libraries:
+            extras = round_index == 0 and library == "im2col_conv"
+            per_round[library].append(_spawn(library, args, extras))
+            print(f"round {round_index + 1}/{args.rounds}: {library} done", file=sys.stderr)
+    first = per_round["im2col_conv"][0]
+    rates = {d: max(s["gemm_rate"][d] for runs in per_round.values() for s in runs) for d in args.dtypes}
+    keys = [(r["dtype"], tuple(r["shape"])) for r in first["rows"]]
+    rows = [_combine(per_round, key) for key in keys]
+    for row in rows:
+        _derive(row, rates[row["dtype"]])
+    results = {
         "machine": {
             "python": platform.python_version(),
             "numpy": np.__version__,
             "cpu_count": os.cpu_count(),
             "threads": THREADS,
             "platform": platform.platform(),
+            "blas": first["blas"],
+            "openblas_environment": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")},
         },
-        "rows": [],
+        "rounds": args.rounds,
+        "libraries": libraries,
+        "gemm_gflops": {d: r / 1e9 for d, r in rates.items()},
+        "rows": rows,
     }
-    numpy_keys = (
-        "forward_ms",
-        "backward_ms",
-        "backward_with_columns_ms",
-        "forward_gemm_only_ms",
-        "direct_backward_ms",
-    )
-    torch_keys = ("torch_forward_ms", "torch_backward_ms")
-    for dtype in dtypes:
-        rate = None
-        best: dict[tuple[int, ...], dict[str, Any]] = {}
-        for round_index in range(args.rounds):
-            # Each library in its own phase, so neither's spinning threads slow the other.
-            round_rate = gemm_rate(dtype, args.repeats)
-            rate = round_rate if rate is None else max(rate, round_rate)
-            for shape in shapes:
-                with_direct = args.direct and round_index == 0
-                best[shape] = better(
-                    best.get(shape), run_numpy(shape, dtype, args.repeats, with_direct), numpy_keys
-                )
-            if args.torch:
-                for shape in shapes:
-                    torch_row = run_torch(shape, dtype, args.repeats)
-                    if torch_row is not None:
-                        best[shape] = better(best[shape], torch_row, torch_keys) | {
-                            k: v for k, v in torch_row.items() if k not in best[shape]
-                        }
-        assert rate is not None
-        for shape in shapes:
-            row = best[shape]
-            flops = layer_flops(shape)
-            ideal_ms = 1e3 * flops / rate
-            row.update(
-                shape=list(shape),
-                dtype=dtype.name,
-                gflop=flops / 1e9,
-                gemm_gflops=rate / 1e9,
-                forward_gflops=flops / row["forward_ms"] / 1e6,
-                backward_gflops=2 * flops / row["backward_ms"] / 1e6,
-                forward_roofline=row["forward_ms"] / ideal_ms,
-                backward_roofline=row["backward_ms"] / (2 * ideal_ms),
-                shape_gemm_roofline=row["forward_gemm_only_ms"] / ideal_ms,
-            )
-            if "torch_forward_ms" in row:
-                row["forward_vs_torch"] = row["forward_ms"] / row["torch_forward_ms"]
-                row["backward_vs_torch"] = row["backward_ms"] / row["torch_backward_ms"]
-                row["total_vs_torch"] = (row["forward_ms"] + row["backward_ms"]) / (
-                    row["torch_forward_ms"] + row["torch_backward_ms"]
-                )
-            results["rows"].append(row)
+    if "torch" in libraries:
+        results["torch_version"] = per_round["torch"][0]["rows"][0]["version"]
     return results
+
+
+def _derive(row: dict[str, Any], rate: float) -> None:
+    """Rooflines and ratios of one combined row."""
+    flops = layer_flops(tuple(row["shape"]))
+    ideal_ms = 1e3 * flops / rate
+    row.update(
+        gflop=flops / 1e9,
+        gemm_gflops=rate / 1e9,
+        forward_roofline=row["forward_ms"] / ideal_ms,
+        backward_roofline=row["backward_ms"] / (2 * ideal_ms),
+        forward_speedup_textbook=row["textbook_forward_ms"] / row["forward_ms"],
+        backward_speedup_textbook=row["textbook_backward_ms"] / row["backward_ms"],
+    )
+    if "forward_gemm_only_ms" in row:
+        row["shape_gemm_roofline"] = row["forward_gemm_only_ms"] / ideal_ms
+    if "torch_forward_ms" in row:
+        row["torch_roofline"] = (row["torch_forward_ms"] + row["torch_backward_ms"]) / (3 * ideal_ms)
+        row["forward_vs_torch"] = row["forward_ms"] / row["torch_forward_ms"]
+        row["backward_vs_torch"] = row["backward_ms"] / row["torch_backward_ms"]
+        row["total_vs_torch"] = (row["forward_ms"] + row["backward_ms"]) / (
+            row["torch_forward_ms"] + row["torch_backward_ms"]
+        )
 
 
 def phase_breakdown(shape: tuple[int, ...], dtype: np.dtype[Any], repeats: int) -> dict[str, float]:
@@ -284,36 +193,60 @@ def phase_breakdown(shape: tuple[int, ...], dtype: np.dtype[Any], repeats: int) 
     return result
 
 
+def _noise(results: dict[str, Any]) -> str:
+    """One line on how far the run can be trusted, from PyTorch's round-to-round spread."""
+    if "torch" not in results["libraries"]:
+        return "noise: PyTorch not installed, no noise flag"
+    if results["rounds"] < 2:
+        return "noise: one round only, no noise flag"
+    worst = max(results["rows"], key=lambda r: r["torch_spread"])
+    verdict = "TOO NOISY TO TRUST" if worst["torch_spread"] > NOISY else "ok"
+    layer = ",".join(map(str, worst["shape"]))
+    return (
+        f"noise: {verdict} (PyTorch's rounds differ by up to {worst['torch_spread']:.2f}x, "
+        f"{worst['dtype']} {layer}; limit {NOISY})"
+    )
+
+
 def format_table(results: dict[str, Any]) -> str:
     """One line per layer and dtype; times in ms, ratios unitless, memory in MiB."""
+
+    def get(key: str, fmt: str) -> Any:
+        return lambda r: format(r[key], fmt) if key in r else "-"
+
     columns = [
         ("dtype", 7, lambda r: r["dtype"]),
         ("N,Cin,H,W,Cout,k,s,p", 24, lambda r: ",".join(map(str, r["shape"]))),
-        ("fwd", 7, lambda r: f"{r['forward_ms']:.1f}"),
-        ("bwd", 7, lambda r: f"{r['backward_ms']:.1f}"),
-        ("bwd+c", 7, lambda r: f"{r['backward_with_columns_ms']:.1f}"),
-        ("gemm", 7, lambda r: f"{r['forward_gemm_only_ms']:.1f}"),
-        ("roof f", 6, lambda r: f"{r['forward_roofline']:.2f}"),
-        ("roof b", 6, lambda r: f"{r['backward_roofline']:.2f}"),
-        ("roof g", 6, lambda r: f"{r['shape_gemm_roofline']:.2f}"),
-        ("torch f", 7, lambda r: f"{r['torch_forward_ms']:.1f}" if "torch_forward_ms" in r else "-"),
-        ("torch b", 7, lambda r: f"{r['torch_backward_ms']:.1f}" if "torch_backward_ms" in r else "-"),
-        ("vs t", 5, lambda r: f"{r['total_vs_torch']:.2f}" if "total_vs_torch" in r else "-"),
+        ("fwd", 7, get("forward_ms", ".1f")),
+        ("bwd", 7, get("backward_ms", ".1f")),
+        ("roof f", 6, get("forward_roofline", ".2f")),
+        ("roof b", 6, get("backward_roofline", ".2f")),
+        ("text f", 7, get("textbook_forward_ms", ".1f")),
+        ("text b", 7, get("textbook_backward_ms", ".1f")),
+        ("xtxt f", 6, get("forward_speedup_textbook", ".2f")),
+        ("xtxt b", 6, get("backward_speedup_textbook", ".2f")),
+        ("torch f", 7, get("torch_forward_ms", ".1f")),
+        ("torch b", 7, get("torch_backward_ms", ".1f")),
+        ("/t f", 5, get("forward_vs_torch", ".2f")),
+        ("/t b", 5, get("backward_vs_torch", ".2f")),
+        ("/t f+b", 6, get("total_vs_torch", ".2f")),
+        ("t roof", 6, get("torch_roofline", ".2f")),
+        ("t sprd", 6, get("torch_spread", ".2f")),
         ("peak", 6, lambda r: f"{max(r['forward_peak_bytes'], r['backward_peak_bytes']) / 2**20:.1f}"),
         ("cols", 6, lambda r: f"{r['column_matrix_bytes'] / 2**20:.1f}"),
-        ("direct", 7, lambda r: f"{r['direct_backward_ms']:.0f}" if "direct_backward_ms" in r else "-"),
     ]
     header = " ".join(f"{name:>{width}}" for name, width, _ in columns)
     lines = [header, "-" * len(header)]
     for row in results["rows"]:
         lines.append(" ".join(f"{cell(row):>{width}}" for _, width, cell in columns))
-    rates = sorted({(r["dtype"], round(r["gemm_gflops"])) for r in results["rows"]})
-    lines.append("large-GEMM rate (GFLOP/s): " + ", ".join(f"{d} {g}" for d, g in rates))
+    rates = ", ".join(f"{d} {g:.0f}" for d, g in results["gemm_gflops"].items())
+    lines.append(f"large-GEMM rate (GFLOP/s): {rates}; min of {results['rounds']} rounds' medians")
+    lines.append(_noise(results))
     lines.append(
-        "fwd/bwd: conv/conv_backward; bwd+c: conv_backward given conv_forward's columns; gemm: the "
-        "forward's matrix product alone; roof: time over the large-GEMM time of the same FLOPs; "
-        "vs t: (fwd + bwd) / PyTorch's; peak: temporary MiB of a call; cols: the column matrix it "
-        "avoided; direct: im2col_conv.direct.conv_backward"
+        "fwd/bwd: conv / conv_backward (ms); roof: time over the large-GEMM time of the same FLOPs; "
+        "text: the textbook method (ms); xtxt: its time over ours (speed-up); torch: PyTorch (ms); "
+        "/t: our time over PyTorch's; t roof: PyTorch's own roofline ratio (f+b); t sprd: slowest "
+        "over fastest round of PyTorch; peak: temporary MiB of a call; cols: the column matrix it avoided"
     )
     return "\n".join(lines)
 
@@ -326,35 +259,39 @@ def table_from_json(path: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="three shapes only")
-    parser.add_argument("--rounds", type=int, default=2, help="repeat the sweep, keep the better round")
+    parser.add_argument("--quick", action="store_true", help="three small shapes, two rounds")
+    parser.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 3, quick 2)")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (median)")
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
     parser.add_argument("--no-torch", dest="torch", action="store_false", help="skip PyTorch")
-    parser.add_argument("--no-direct", dest="direct", action="store_false", help="skip the direct method")
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
     parser.add_argument("--show", default=None, metavar="JSON", help="print the table of a results file")
     parser.add_argument(
         "--breakdown", action="store_true", help="time the phases (lowering, GEMM, col2im) of each layer"
     )
+    parser.add_argument("--worker", choices=LIBRARIES, help=argparse.SUPPRESS)
+    parser.add_argument("--extras", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    shapes = QUICK if args.quick else SHAPES
+    if args.worker:
+        print(json.dumps(run_library(args.worker, shapes, args.dtypes, args.repeats, args.extras)))
+        return 0
     if args.show:
         print(table_from_json(args.show))
         return 0
     if args.breakdown:
-        for dtype in args.dtypes:
-            for shape in QUICK if args.quick else SHAPES:
-                phases = phase_breakdown(shape, np.dtype(dtype), max(args.repeats, 3))
-                text = "  ".join(f"{name} {ms:.1f}" for name, ms in phases.items())
-                print(f"{dtype} {','.join(map(str, shape))}: {text}")
-        return 0
-    try:
         from threadpoolctl import threadpool_limits
-    except ImportError:
-        results = sweep(args)
-    else:
+
         with threadpool_limits(THREADS):
-            results = sweep(args)
+            for dtype in args.dtypes:
+                for shape in shapes:
+                    phases = phase_breakdown(shape, np.dtype(dtype), max(args.repeats, 3))
+                    text = "  ".join(f"{name} {ms:.1f}" for name, ms in phases.items())
+                    print(f"{dtype} {','.join(map(str, shape))}: {text}")
+        return 0
+    if args.rounds is None:
+        args.rounds = 2 if args.quick else 3
+    results = sweep(args)
     print(format_table(results))
     if args.json:
         with open(args.json, "w") as handle:

@@ -1,0 +1,63 @@
+"""The textbook method, as the yardstick the engine must beat.
+
+A plain, untiled im2col + one matrix product + slice-add col2im, for 2-D
+inputs, one group, symmetric padding: the whole column matrix of the batch
+is materialised, ``C_in * k * k`` rows by ``N * L`` columns. It shares no
+code with ``im2col_conv``, so that the benchmark compares the engine with
+an independent implementation of the method it refines.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+from numpy.typing import NDArray
+
+__all__ = ["textbook_backward", "textbook_forward"]
+
+
+def _columns(x: NDArray[Any], k: int, stride: int, padding: int) -> tuple[NDArray[Any], int, int]:
+    """im2col of the whole batch as ``(C * k * k, N * Ho * Wo)``."""
+    n, c, h, w = x.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    ho = (h + 2 * padding - k) // stride + 1
+    wo = (w + 2 * padding - k) // stride + 1
+    sn, sc, sh, sw = xp.strides
+    windows = as_strided(
+        xp, (c, k, k, n, ho, wo), (sc, sh, sw, sn, sh * stride, sw * stride), writeable=False
+    )
+    return windows.reshape(c * k * k, n * ho * wo), ho, wo
+
+
+def textbook_forward(
+    x: NDArray[Any], weight: NDArray[Any], bias: NDArray[Any], stride: int, padding: int
+) -> NDArray[Any]:
+    """``y = W @ im2col(x) + b``, shape ``(N, C_out, Ho, Wo)``."""
+    n = x.shape[0]
+    c_out, _, k, _ = weight.shape
+    cols, ho, wo = _columns(x, k, stride, padding)
+    y = weight.reshape(c_out, -1) @ cols
+    y += bias[:, None]
+    return np.ascontiguousarray(y.reshape(c_out, n, ho, wo).transpose(1, 0, 2, 3))
+
+
+def textbook_backward(
+    grad_y: NDArray[Any], x: NDArray[Any], weight: NDArray[Any], stride: int, padding: int
+) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
+    """Input, weight and bias gradients: ``col2im(W^T @ delta)``, ``delta @ cols^T``, ``sum delta``."""
+    n, c, h, w = x.shape
+    c_out, _, k, _ = weight.shape
+    cols, ho, wo = _columns(x, k, stride, padding)
+    delta = grad_y.transpose(1, 0, 2, 3).reshape(c_out, -1)
+    grad_w = (delta @ cols.T).reshape(weight.shape)
+    grad_cols = (weight.reshape(c_out, -1).T @ delta).reshape(c, k, k, n, ho, wo)
+    padded = np.zeros((n, c, h + 2 * padding, w + 2 * padding), x.dtype)
+    for i in range(k):
+        for j in range(k):
+            rows = slice(i, i + (ho - 1) * stride + 1, stride)
+            cols_ = slice(j, j + (wo - 1) * stride + 1, stride)
+            padded[:, :, rows, cols_] += grad_cols[:, i, j].transpose(1, 0, 2, 3)
+    grad_x = np.ascontiguousarray(padded[:, :, padding : padding + h, padding : padding + w])
+    return grad_x, grad_w, grad_y.sum(axis=(0, 2, 3))

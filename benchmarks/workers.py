@@ -1,0 +1,168 @@
+"""What one benchmark process times: one library, every shape of the sweep.
+
+``bench.py`` starts a fresh process per library and round and reads the JSON
+it prints, so that no two libraries ever share a process, a thread pool or a
+warm cache. Each process pins its thread pools to :data:`THREADS` threads.
+
+Libraries: ``im2col_conv`` (the engine through the public functions),
+``textbook`` (:mod:`textbook`, the untiled yardstick) and ``torch``
+(``torch.nn.functional.conv2d`` and autograd, PyTorch's CPU kernels).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+__all__ = ["LIBRARIES", "THREADS", "gemm_rate", "median_time", "run_library"]
+
+THREADS = 2
+LIBRARIES = ("im2col_conv", "textbook", "torch")
+
+Shape = tuple[int, int, int, int, int, int, int, int]  # N, C_in, H, W, C_out, k, stride, pad
+
+
+def median_time(fn: Callable[[], object], repeats: int, budget: float = 1.5) -> float:
+    """Median wall time of ``fn`` in seconds, after two warm-up calls.
+
+    Fewer repeats are taken when one call is slow, so that a sweep stays short.
+    """
+    fn()
+    start = time.perf_counter()
+    fn()
+    first = time.perf_counter() - start
+    count = max(3, min(repeats, int(budget / max(first, 1e-9))))
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def gemm_rate(dtype: np.dtype[Any], repeats: int) -> float:
+    """FLOP/s of one large square ``np.matmul``: the ceiling of every layer."""
+    rng = np.random.default_rng(0)
+    size = 1536
+    a = rng.standard_normal((size, size)).astype(dtype)
+    b = rng.standard_normal((size, size)).astype(dtype)
+    return 2 * size**3 / median_time(lambda: a @ b, repeats, budget=1.0)
+
+
+def _peak_bytes(fn: Callable[[], object]) -> int:
+    """Peak memory allocated during ``fn`` beyond what it returns (tracemalloc)."""
+    tracemalloc.start()
+    result = fn()
+    current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    del result
+    return peak - current
+
+
+def _operands(shape: Shape, dtype: np.dtype[Any]) -> tuple[Any, ...]:
+    n, c_in, h, w, c_out, k, s, p = shape
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((n, c_in, h, w)).astype(dtype)
+    weight = rng.standard_normal((c_out, c_in, k, k)).astype(dtype)
+    bias = rng.standard_normal(c_out).astype(dtype)
+    ho, wo = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    gy = rng.standard_normal((n, c_out, ho, wo)).astype(dtype)
+    return x, weight, bias, gy
+
+
+def _engine(shape: Shape, dtype: np.dtype[Any], repeats: int, extras: bool) -> dict[str, Any]:
+    import im2col_conv as ic
+
+    x, weight, bias, gy = _operands(shape, dtype)
+    s, p = shape[6], shape[7]
+
+    def forward() -> object:
+        return ic.conv(x, weight, bias, stride=s, padding=p)
+
+    def backward() -> object:
+        return ic.conv_backward(gy, x, weight, stride=s, padding=p)
+
+    row = {
+        "forward_ms": 1e3 * median_time(forward, repeats),
+        "backward_ms": 1e3 * median_time(backward, repeats),
+    }
+    if extras:
+        _, columns = ic.conv_forward(x, weight, stride=s, padding=p)
+        matrix = weight.reshape(1, weight.shape[0], -1)
+        row["forward_gemm_only_ms"] = 1e3 * median_time(lambda: np.matmul(matrix, columns.data), repeats)
+        row["column_matrix_bytes"] = columns.data.nbytes
+        del columns
+        row["forward_peak_bytes"] = _peak_bytes(forward)
+        row["backward_peak_bytes"] = _peak_bytes(backward)
+    return row
+
+
+def _textbook(shape: Shape, dtype: np.dtype[Any], repeats: int) -> dict[str, Any]:
+    from textbook import textbook_backward, textbook_forward
+
+    x, weight, bias, gy = _operands(shape, dtype)
+    s, p = shape[6], shape[7]
+    return {
+        "forward_ms": 1e3 * median_time(lambda: textbook_forward(x, weight, bias, s, p), repeats),
+        "backward_ms": 1e3 * median_time(lambda: textbook_backward(gy, x, weight, s, p), repeats),
+    }
+
+
+def _torch(shape: Shape, dtype: np.dtype[Any], repeats: int) -> dict[str, Any]:
+    import torch
+
+    x, weight, bias, gy = (torch.from_numpy(a) for a in _operands(shape, dtype))
+    x.requires_grad_(True)
+    weight.requires_grad_(True)
+    bias.requires_grad_(True)
+    s, p = shape[6], shape[7]
+    y = torch.nn.functional.conv2d(x, weight, bias, stride=s, padding=p)
+
+    def forward() -> object:
+        with torch.no_grad():
+            return torch.nn.functional.conv2d(x, weight, bias, stride=s, padding=p)
+
+    def backward() -> object:
+        return torch.autograd.grad(y, (x, weight, bias), gy, retain_graph=True)
+
+    return {
+        "forward_ms": 1e3 * median_time(forward, repeats),
+        "backward_ms": 1e3 * median_time(backward, repeats),
+        "version": torch.__version__,
+    }
+
+
+def run_library(
+    library: str, shapes: list[Shape], dtypes: list[str], repeats: int, extras: bool
+) -> dict[str, Any]:
+    """Time ``library`` on every shape and dtype; the large-GEMM rate per dtype too."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    if library == "torch":
+        import torch
+
+        torch.set_num_threads(THREADS)
+    rows = []
+    rates = {}
+    with threadpool_limits(THREADS):
+        for name in dtypes:
+            dtype = np.dtype(name)
+            rates[name] = gemm_rate(dtype, repeats)
+            for shape in shapes:
+                if library == "im2col_conv":
+                    row = _engine(shape, dtype, repeats, extras)
+                elif library == "textbook":
+                    row = _textbook(shape, dtype, repeats)
+                else:
+                    row = _torch(shape, dtype, repeats)
+                rows.append({"shape": list(shape), "dtype": name, **row})
+        blas = [
+            {k: info.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
+            for info in threadpool_info()
+        ]
+    return {"library": library, "gemm_rate": rates, "rows": rows, "blas": blas}
