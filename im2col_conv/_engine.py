@@ -1,15 +1,14 @@
 """The tiled im2col + GEMM engine behind conv, conv_backward and conv_transpose.
 
-The public functions check their arguments and hand plain arrays to an
-:class:`Engine`, which holds what every loop of one call shares: the
-geometry, the groups, the dtype, the workspace and the scratch buffers.
+The public functions hand plain arrays to an :class:`Engine`, which holds
+what every loop of one call shares: geometry, groups, dtype, workspace and
+scratch buffers. Two strategies: im2col *columns*, and for the backward pass
+of wide float layers the *shifted* one of :mod:`~im2col_conv._shifted`.
 
 Layout. Within a tile of ``nb`` samples the columns are stored as
 ``(groups, C_in/groups * prod(kernel), nb * L)``: the batch sits inside the
-column index. Each of the three products (forward, weight gradient, column
-gradient) is then one matrix product per group over the whole tile, instead
-of ``nb`` small ones, and the weight gradient needs no per-sample sum. The
-price is one transpose of the (small) output tile at the boundary.
+column index, so each product is one matrix product per group per tile and
+the weight gradient needs no per-sample sum; the output tile is transposed.
 
 Memory. Work is cut into tiles by :func:`~im2col_conv.workspace.plan_tiles`:
 groups of whole samples, or, for a sample too large on its own, windows of
@@ -26,12 +25,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from . import _shifted
 from ._lowering import lower, scatter_blocks
+from ._shifted import ShiftedLayout
 from .geometry import ConvGeometry
 from .profiling import phase
 from .workspace import Scratch, Tile, batch_chunks, plan_tiles
 
-__all__ = ["FUSED_MIN_CHANNELS", "Engine"]
+__all__ = ["FUSED_MIN_CHANNELS", "SHIFTED_MAX_WIDE", "SHIFTED_MIN_CHANNELS", "STRATEGY", "Engine"]
 
 #: From this many input channels per group on, the column gradient is made one
 #: kernel offset at a time and added at once, while it is in cache: one
@@ -40,6 +41,20 @@ __all__ = ["FUSED_MIN_CHANNELS", "Engine"]
 #: before col2im reads it. With fewer channels the small products lose more
 #: than the cache gains (measured in ``benchmarks/``).
 FUSED_MIN_CHANNELS = 64
+
+#: The backward pass runs the shifted strategy (:mod:`~im2col_conv._shifted`:
+#: no column matrix, col2im's additions inside the products) from this many
+#: input channels per group on: each of its products has only ``C_in/groups``
+#: as inner dimension, too thin for BLAS below it. The forward pass keeps the
+#: columns, whose one tall product measured faster (``docs/performance.md``).
+SHIFTED_MIN_CHANNELS = 16
+
+#: ... and while its wide grid has at most this many positions per output position.
+SHIFTED_MAX_WIDE = 1.25
+
+#: ``"auto"`` chooses per layer and pass by the rules above; ``"shifted"`` and
+#: ``"columns"`` force one strategy wherever it applies (for tests and benchmarks).
+STRATEGY = "auto"
 
 _EVERY = (slice(None), slice(None))
 
@@ -88,6 +103,17 @@ class Engine:
 
     def _bytes(self, elements: int) -> int:
         return int(self.dtype.itemsize * elements)
+
+    def _shifted(self, c_in: int, *, backward: bool = True) -> bool:
+        """Whether this pass runs the shifted strategy instead of im2col columns."""
+        if STRATEGY != "auto" or self.geometry.is_pointwise:
+            return STRATEGY == "shifted"
+        return (
+            backward
+            and _shifted.has_blas(self.dtype)
+            and c_in // self.groups >= SHIFTED_MIN_CHANNELS
+            and ShiftedLayout.wide_ratio(self.geometry) <= SHIFTED_MAX_WIDE
+        )
 
     def _lowering_elements(
         self, c_in: int, geometry: ConvGeometry, samples: int, out: tuple[int, ...]
@@ -145,6 +171,11 @@ class Engine:
         if geometry.is_pointwise and not keep_columns:
             return self._pointwise_forward(x, w), None
         y = np.empty((n, c_out, *geometry.output_size), self.dtype)
+        if not keep_columns and self._shifted(c_in, backward=False):
+            shifted_bytes = _shifted.tile_bytes(geometry, c_in, c_out, self.dtype.itemsize, backward=False)
+            tiles = plan_tiles(n, geometry, shifted_bytes, self.workspace)
+            _shifted.convolve(x, self._offset_weights(weight).swapaxes(2, 3), y, tiles, self.scratch)
+            return y, None
         if keep_columns:
             cols = self.columns(x, geometry, reuse=False)
             if cols.base is not None and np.shares_memory(cols, x):
@@ -249,6 +280,8 @@ class Engine:
         if geometry.is_pointwise and grid == geometry.output_size:
             # x is its own column matrix here, so kept columns have nothing to save.
             return self._pointwise_backward(delta, x, w)
+        if columns is None and grid == geometry.output_size and self._shifted(c_in):
+            return self._shifted_backward(delta, x, weight)
         fused = c_in // g >= FUSED_MIN_CHANNELS
         w_offsets = self._offset_weights(weight) if fused else None
 
@@ -274,6 +307,22 @@ class Engine:
                 grad_w += _matmul(delta_t, self._tile_columns(x, columns, tile).swapaxes(1, 2))
             self._scatter_tile(grad_x, delta_t, w, w_offsets, tile)
         return grad_x, grad_w
+
+    def _shifted_backward(
+        self, delta: NDArray[Any], x: NDArray[Any] | None, weight: NDArray[Any]
+    ) -> tuple[NDArray[Any], NDArray[Any] | None]:
+        n, c_out = delta.shape[:2]
+        g, c_in_g = self.groups, weight.shape[1]
+        taps = self._offset_weights(weight).swapaxes(2, 3)
+        tile_bytes = _shifted.tile_bytes(self.geometry, g * c_in_g, c_out, self.dtype.itemsize, backward=True)
+        tiles = plan_tiles(n, self.geometry, tile_bytes, self.workspace)
+        whole = all(tile.whole for tile in tiles)
+        grad_x = (np.empty if whole else np.zeros)((n, g * c_in_g, *self.geometry.input_size), self.dtype)
+        grad_taps = _shifted.gradients(delta, x, taps, grad_x, tiles, self.scratch)
+        if grad_taps is None:
+            return grad_x, None
+        # (K, g, C_in/g, C_out/g) -> (g, C_out/g, C_in/g * K), the offset innermost.
+        return grad_x, grad_taps.transpose(1, 3, 2, 0).reshape(g, c_out // g, -1)
 
     def _offset_weights(self, weight: NDArray[Any]) -> NDArray[Any]:
         """``(K, g, C_in/g, C_out/g)``: the transposed weight of each kernel offset.

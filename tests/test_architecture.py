@@ -22,6 +22,7 @@ LAYERS = {
     "geometry": 1,
     "_operands": 2,
     "_lowering": 2,
+    "_shifted": 2,
     "workspace": 2,
     "direct": 3,
     "lowering": 3,
@@ -35,7 +36,7 @@ LAYERS = {
     "__main__": 8,
 }
 
-IM2COL_PATH = {"_lowering", "lowering", "_engine", "workspace", "convolution"}
+IM2COL_PATH = {"_lowering", "_shifted", "lowering", "_engine", "workspace", "convolution"}
 
 
 def _owner(path: Path) -> str:
