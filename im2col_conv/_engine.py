@@ -2,8 +2,8 @@
 
 The public functions hand plain arrays to an :class:`Engine`, which holds
 what every loop of one call shares: geometry, groups, dtype, workspace and
-scratch buffers. Two strategies: im2col *columns*, and for the backward pass
-of wide float layers the *shifted* one of :mod:`~im2col_conv._shifted`.
+scratch buffers. Two strategies: im2col *columns*, and for the float64
+forward pass of wide layers the *shifted* one of :mod:`~im2col_conv._shifted`.
 
 Layout. Within a tile of ``nb`` samples the columns are stored as
 ``(groups, C_in/groups * prod(kernel), nb * L)``: the batch sits inside the
@@ -42,11 +42,11 @@ __all__ = ["FUSED_MIN_CHANNELS", "SHIFTED_MAX_WIDE", "SHIFTED_MIN_CHANNELS", "ST
 #: than the cache gains (measured in ``benchmarks/``).
 FUSED_MIN_CHANNELS = 64
 
-#: The backward pass runs the shifted strategy (:mod:`~im2col_conv._shifted`:
-#: no column matrix, col2im's additions inside the products) from this many
-#: input channels per group on: each of its products has only ``C_in/groups``
-#: as inner dimension, too thin for BLAS below it. The forward pass keeps the
-#: columns, whose one tall product measured faster (``docs/performance.md``).
+#: The float64 forward pass runs the shifted strategy (:mod:`~im2col_conv._shifted`:
+#: no column matrix) from this many input channels per group on: each of its
+#: products has only ``C_in/groups`` as inner dimension, too thin below it.
+#: In float32, and in every backward pass, the columns measured faster
+#: (``docs/performance.md``).
 SHIFTED_MIN_CHANNELS = 16
 
 #: ... and while its wide grid has at most this many positions per output position.
@@ -109,8 +109,8 @@ class Engine:
         if STRATEGY != "auto" or self.geometry.is_pointwise:
             return STRATEGY == "shifted"
         return (
-            backward
-            and _shifted.has_blas(self.dtype)
+            not backward
+            and self.dtype == np.float64
             and c_in // self.groups >= SHIFTED_MIN_CHANNELS
             and ShiftedLayout.wide_ratio(self.geometry) <= SHIFTED_MAX_WIDE
         )

@@ -83,13 +83,17 @@ def test_shifted_matches_the_loop_oracle(geometry, monkeypatch):
     assert np.array_equal(grads.weight, want_w)
 
 
-def test_auto_rule_picks_shifted_only_for_wide_float_layers():
+def test_auto_rule_picks_shifted_only_for_the_forward_of_wide_float64_layers():
     wide = ConvGeometry.create((56, 56), (3, 3), 1, 1)
-    assert Engine(wide, 1, np.dtype(np.float32), 1 << 26)._shifted(64) == (_engine.STRATEGY == "auto")
-    assert not Engine(wide, 1, np.dtype(np.int64), 1 << 26)._shifted(64)
-    assert not Engine(wide, 1, np.dtype(np.float32), 1 << 26)._shifted(3)
+    assert Engine(wide, 1, np.dtype(np.float64), 1 << 26)._shifted(64, backward=False)
+    assert not Engine(wide, 1, np.dtype(np.float64), 1 << 26)._shifted(64, backward=True)
+    assert not Engine(wide, 1, np.dtype(np.float32), 1 << 26)._shifted(64, backward=False)
+    assert not Engine(wide, 1, np.dtype(np.int64), 1 << 26)._shifted(64, backward=False)
+    assert not Engine(wide, 1, np.dtype(np.float64), 1 << 26)._shifted(3, backward=False)
+    strided = ConvGeometry.create((14, 14), (3, 3), 2, 1)  # 64 wide positions for 49 outputs
+    assert not Engine(strided, 1, np.dtype(np.float64), 1 << 26)._shifted(256, backward=False)
     pointwise = ConvGeometry.create((8, 8), (1, 1))
-    assert not Engine(pointwise, 1, np.dtype(np.float64), 1 << 26)._shifted(64)
+    assert not Engine(pointwise, 1, np.dtype(np.float64), 1 << 26)._shifted(64, backward=False)
 
 
 @pytest.mark.parametrize("call", ["conv", "conv_backward"])
