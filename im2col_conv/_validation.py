@@ -150,20 +150,29 @@ def check_workspace(workspace: object) -> int:
 def as_numeric_array(value: ArrayLike, name: str) -> NDArray[Any]:
     """Return ``value`` as an ndarray, refusing dtypes that are not numbers.
 
-    Booleans, strings, objects and datetimes have no meaningful
-    multiply-accumulate, so they are rejected rather than silently cast.
+    Integers, floats, complex numbers and bools (which count as 0 and 1) are
+    numbers; strings, objects and datetimes have no meaningful
+    multiply-accumulate, so they are rejected rather than silently cast. A
+    masked array is refused too: its mask would be silently dropped.
 
     Raises
     ------
     TypeError
-        If the dtype is not integer, floating or complex.
+        If the dtype is not a number's, or ``value`` is a masked array.
     """
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a masked array, whose mask would be ignored; pass {name}.filled(fill_value) "
+            "or the plain data"
+        )
     try:
         array = np.asarray(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be array-like, got {type(value).__name__}: {exc}") from exc
-    if array.dtype.kind not in "iufc":
-        raise TypeError(f"{name} must have an integer, floating or complex dtype, got dtype {array.dtype}")
+    if array.dtype.kind not in "biufc":
+        raise TypeError(
+            f"{name} must have a bool, integer, floating or complex dtype, got dtype {array.dtype}"
+        )
     return array
 
 

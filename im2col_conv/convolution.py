@@ -18,10 +18,18 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._engine import Engine
-from ._operands import ConvGrads, ConvOperands, conv_operands, grad_output_operand, transpose_operands
+from ._operands import (
+    ConvGrads,
+    ConvOperands,
+    conv_operands,
+    for_gradients,
+    grad_output_operand,
+    transpose_operands,
+)
 from ._validation import check_workspace
 from .geometry import ConvGeometry, IntOrTuple, PaddingLike
 from .workspace import DEFAULT_WORKSPACE
@@ -53,18 +61,25 @@ class Columns(NamedTuple):
     groups: int
 
 
-def _with_bias(y: NDArray[Any], bias: NDArray[Any] | None) -> NDArray[Any]:
+def _finish(y: NDArray[Any], ops: ConvOperands, bias: NDArray[Any] | None = None) -> NDArray[Any]:
+    """Add the bias, convert to the result dtype (exact for integers) and drop a batch axis not given."""
     if bias is not None:
         y += bias.reshape((-1,) + (1,) * (y.ndim - 2))
-    return y
-
-
-def _unbatch(y: NDArray[Any], ops: ConvOperands) -> NDArray[Any]:
+    y = y.astype(ops.dtype, copy=False)
     return y[0] if ops.unbatched else y
 
 
+def _engine(ops: ConvOperands, workspace: object, grid_size: tuple[int, ...] | None = None) -> Engine:
+    return Engine(ops.geometry, ops.groups, ops.compute, check_workspace(workspace), grid_size=grid_size)
+
+
+def _has_products(ops: ConvOperands) -> bool:
+    """False when a channel count is zero: every sum is empty and no product is formed."""
+    return ops.weight.size > 0
+
+
 def conv(
-    x: ArrayLike,
+    input: ArrayLike,
     weight: ArrayLike,
     bias: ArrayLike | None = None,
     stride: IntOrTuple = 1,
@@ -82,7 +97,7 @@ def conv(
 
     Parameters
     ----------
-    x : array_like, shape (N, C_in, *spatial) or (C_in, *spatial)
+    input : array_like, shape (N, C_in, *spatial) or (C_in, *spatial)
         Input. The number of spatial dimensions ``d`` is ``weight.ndim - 2``.
     weight : array_like, shape (C_out, C_in // groups, *kernel)
         Kernel, in PyTorch's layout.
@@ -122,14 +137,16 @@ def conv(
     array([[[[ 54,  72],
              [144, 162]]]])
     """
-    ops = conv_operands(x, weight, bias, stride, padding, dilation, groups)
-    engine = Engine(ops.geometry, ops.groups, ops.dtype, check_workspace(workspace))
+    ops = conv_operands(input, weight, bias, stride, padding, dilation, groups)
+    engine = _engine(ops, workspace)
+    if not _has_products(ops):
+        return _finish(np.zeros(ops.output_shape, ops.compute), ops, ops.bias)
     y, _ = engine.forward(ops.x, ops.weight)
-    return _unbatch(_with_bias(y, ops.bias), ops)
+    return _finish(y, ops, ops.bias)
 
 
 def conv_forward(
-    x: ArrayLike,
+    input: ArrayLike,
     weight: ArrayLike,
     bias: ArrayLike | None = None,
     stride: IntOrTuple = 1,
@@ -161,13 +178,16 @@ def conv_forward(
     >>> conv_backward(np.ones_like(y), x, w, stride=2, columns=columns).bias
     array([4])
     """
-    ops = conv_operands(x, weight, bias, stride, padding, dilation, groups)
-    y, cols = Engine(ops.geometry, ops.groups, ops.dtype, DEFAULT_WORKSPACE).forward(
-        ops.x, ops.weight, keep_columns=True
-    )
-    assert cols is not None
+    ops = conv_operands(input, weight, bias, stride, padding, dilation, groups)
+    if _has_products(ops):
+        y, cols = _engine(ops, DEFAULT_WORKSPACE).forward(ops.x, ops.weight, keep_columns=True)
+        assert cols is not None
+    else:
+        y = np.zeros(ops.output_shape, ops.compute)
+        rows = ops.weight.shape[1] * ops.geometry.kernel_volume
+        cols = np.zeros((ops.groups, rows, ops.x.shape[0] * ops.geometry.output_volume), ops.compute)
     cols.flags.writeable = False
-    return _unbatch(_with_bias(y, ops.bias), ops), Columns(cols, ops.x.shape, ops.geometry, ops.groups)
+    return _finish(y, ops, ops.bias), Columns(cols, ops.x.shape, ops.geometry, ops.groups)
 
 
 def _check_columns(columns: Columns, ops: ConvOperands) -> NDArray[Any]:
@@ -179,12 +199,12 @@ def _check_columns(columns: Columns, ops: ConvOperands) -> NDArray[Any]:
             f"groups={columns.groups}; this call has input shape {ops.x.shape}, {ops.geometry}, "
             f"groups={ops.groups}"
         )
-    return columns.data.astype(ops.dtype, copy=False)
+    return columns.data.astype(ops.compute, copy=False)
 
 
 def conv_backward(
     grad_output: ArrayLike,
-    x: ArrayLike,
+    input: ArrayLike,
     weight: ArrayLike,
     stride: IntOrTuple = 1,
     padding: PaddingLike = 0,
@@ -207,7 +227,7 @@ def conv_backward(
     grad_output : array_like, shape (N, C_out, *out_spatial) or (C_out, *out_spatial)
         Gradient of the loss with respect to the convolution's output; its
         shape must be exactly the forward output's.
-    x : array_like, shape (N, C_in, *spatial) or (C_in, *spatial)
+    input : array_like, shape (N, C_in, *spatial) or (C_in, *spatial)
         The forward input.
     weight : array_like, shape (C_out, C_in // groups, *kernel)
         The forward kernel.
@@ -247,24 +267,31 @@ def conv_backward(
     >>> grads.bias
     array([4])
     """
-    ops = conv_operands(x, weight, None, stride, padding, dilation, groups, grad_output=grad_output)
+    ops = conv_operands(input, weight, None, stride, padding, dilation, groups, grad_output=grad_output)
     gy = grad_output_operand(grad_output, ops)
-    engine = Engine(ops.geometry, ops.groups, ops.dtype, check_workspace(workspace))
+    engine = _engine(ops, workspace)
     cols = None if columns is None else _check_columns(columns, ops)
-    grad_x, grad_w = engine.backward(gy, ops.x, ops.weight, cols)
-    grad_b = gy.sum(axis=(0, *range(2, gy.ndim)), dtype=ops.dtype)
-    return ConvGrads(_unbatch(grad_x, ops), grad_w.reshape(ops.weight.shape), grad_b)
+    grad_b = gy.sum(axis=(0, *range(2, gy.ndim)), dtype=ops.compute).astype(ops.dtype, copy=False)
+    if not _has_products(ops):
+        grad_w = np.zeros(ops.weight.shape, ops.dtype)
+        return ConvGrads(_finish(np.zeros(ops.x.shape, ops.compute), ops), grad_w, grad_b)
+    if cols is not None and ops.compute.kind == "c":
+        cols = np.conj(cols)
+    conjugated = for_gradients(ops)
+    grad_x, grad_w = engine.backward(gy, conjugated.x, conjugated.weight, cols)
+    grad_w = grad_w.reshape(ops.weight.shape).astype(ops.dtype, copy=False)
+    return ConvGrads(_finish(grad_x, ops), grad_w, grad_b)
 
 
 def conv_transpose(
-    x: ArrayLike,
+    input: ArrayLike,
     weight: ArrayLike,
     bias: ArrayLike | None = None,
     stride: IntOrTuple = 1,
     padding: PaddingLike = 0,
     output_padding: IntOrTuple = 0,
-    dilation: IntOrTuple = 1,
     groups: int = 1,
+    dilation: IntOrTuple = 1,
     *,
     workspace: int = DEFAULT_WORKSPACE,
 ) -> NDArray[Any]:
@@ -277,7 +304,7 @@ def conv_transpose(
 
     Parameters
     ----------
-    x : array_like, shape (N, C_in, *spatial) or (C_in, *spatial)
+    input : array_like, shape (N, C_in, *spatial) or (C_in, *spatial)
     weight : array_like, shape (C_in, C_out // groups, *kernel)
         PyTorch's layout for transposed convolutions.
     bias : array_like, shape (C_out,), optional
@@ -316,8 +343,9 @@ def conv_transpose(
            [1, 1, 2, 1, 1],
            [1, 1, 2, 1, 1]])
     """
-    ops = transpose_operands(x, weight, bias, stride, padding, output_padding, groups, dilation)
-    engine = Engine(
-        ops.geometry, ops.groups, ops.dtype, check_workspace(workspace), grid_size=ops.x.shape[2:]
-    )
-    return _unbatch(_with_bias(engine.input_gradient(ops.x, ops.weight), ops.bias), ops)
+    ops = transpose_operands(input, weight, bias, stride, padding, output_padding, groups, dilation)
+    if not _has_products(ops):
+        size = (ops.x.shape[0], ops.weight.shape[1] * ops.groups, *ops.geometry.input_size)
+        return _finish(np.zeros(size, ops.compute), ops, ops.bias)
+    engine = _engine(ops, workspace, grid_size=ops.x.shape[2:])
+    return _finish(engine.input_gradient(ops.x, ops.weight), ops, ops.bias)

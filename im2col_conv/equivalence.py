@@ -82,7 +82,7 @@ class ForwardFn(Protocol):
 
     def __call__(
         self,
-        x: Any,
+        input: Any,
         weight: Any,
         bias: Any = None,
         stride: IntOrTuple = 1,
@@ -98,7 +98,7 @@ class BackwardFn(Protocol):
     def __call__(
         self,
         grad_output: Any,
-        x: Any,
+        input: Any,
         weight: Any,
         stride: IntOrTuple = 1,
         padding: PaddingLike = 0,
@@ -188,7 +188,9 @@ def im2col_matrix(
     size = math.prod(geometry.input_size)
     basis = np.eye(channels * size, dtype=_INT).reshape(channels * size, channels, *geometry.input_size)
     pads = geometry.padding if padding is None else padding
-    cols = im2col(basis, geometry.kernel_size, geometry.stride, pads, geometry.dilation)
+    cols = im2col(
+        basis, geometry.kernel_size, stride=geometry.stride, padding=pads, dilation=geometry.dilation
+    )
     return sp.csr_array(cols.reshape(channels * size, -1).T)
 
 
@@ -219,7 +221,14 @@ def col2im_matrix(
     count = rows * geometry.output_volume
     basis = np.eye(count, dtype=_INT).reshape(count, rows, geometry.output_volume)
     pads = geometry.padding if padding is None else padding
-    image = col2im(basis, geometry.input_size, geometry.kernel_size, geometry.stride, pads, geometry.dilation)
+    image = col2im(
+        basis,
+        geometry.input_size,
+        geometry.kernel_size,
+        stride=geometry.stride,
+        padding=pads,
+        dilation=geometry.dilation,
+    )
     return sp.csr_array(image.reshape(count, -1).T)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .._operands import ConvGrads, conv_operands, grad_output_operand
+from .._operands import ConvGrads, conv_operands, for_gradients, grad_output_operand
 from ..geometry import ConvGeometry, IntOrTuple, PaddingLike
 from .steps import correlate, crop, dilate, pad, rot180, subsample
 
@@ -42,7 +42,7 @@ def _direct_forward(
 
 
 def conv(
-    x: ArrayLike,
+    input: ArrayLike,
     weight: ArrayLike,
     bias: ArrayLike | None = None,
     stride: IntOrTuple = 1,
@@ -59,7 +59,7 @@ def conv(
 
     Parameters
     ----------
-    x : array_like, shape (N, C_in, *spatial) or (C_in, *spatial)
+    input : array_like, shape (N, C_in, *spatial) or (C_in, *spatial)
     weight : array_like, shape (C_out, C_in // groups, *kernel)
     bias : array_like, shape (C_out,), optional
     stride, dilation : int or sequence of int, optional
@@ -72,7 +72,7 @@ def conv(
     Returns
     -------
     ndarray, shape (N, C_out, *out_spatial) or (C_out, *out_spatial)
-        Of dtype ``np.result_type(x, weight, bias)``.
+        Of the dtype :func:`im2col_conv.conv` returns.
 
     Raises
     ------
@@ -90,17 +90,18 @@ def conv(
     array([[[[-5, -5],
              [-5, -5]]]])
     """
-    ops = conv_operands(x, weight, bias, stride, padding, dilation, groups)
-    y = _direct_forward(ops.x.astype(ops.dtype, copy=False), ops.weight, ops.geometry, ops.groups)
+    ops = conv_operands(input, weight, bias, stride, padding, dilation, groups)
+    y = _direct_forward(ops.x.astype(ops.compute, copy=False), ops.weight, ops.geometry, ops.groups)
     if ops.bias is not None:
         # "+ b[d]": one bias per output channel, added at every position.
         y += ops.bias.reshape((-1,) + (1,) * ops.geometry.ndim)
+    y = y.astype(ops.dtype, copy=False)
     return y[0] if ops.unbatched else y
 
 
 def conv_backward(
     grad_output: ArrayLike,
-    x: ArrayLike,
+    input: ArrayLike,
     weight: ArrayLike,
     stride: IntOrTuple = 1,
     padding: PaddingLike = 0,
@@ -128,7 +129,7 @@ def conv_backward(
     ----------
     grad_output : array_like, shape (N, C_out, *out_spatial) or (C_out, *out_spatial)
         ``delta``, the gradient of the loss with respect to the forward output.
-    x : array_like, shape (N, C_in, *spatial) or (C_in, *spatial)
+    input : array_like, shape (N, C_in, *spatial) or (C_in, *spatial)
         The forward input.
     weight : array_like, shape (C_out, C_in // groups, *kernel)
         The forward kernel.
@@ -139,7 +140,7 @@ def conv_backward(
     -------
     ConvGrads
         ``(input, weight, bias)``, shaped like ``x``, ``weight`` and
-        ``(C_out,)``, of dtype ``np.result_type(grad_output, x, weight)``.
+        ``(C_out,)``, of the dtype :func:`im2col_conv.conv_backward` returns.
 
     Raises
     ------
@@ -168,14 +169,16 @@ def conv_backward(
     >>> grads.bias
     array([6])
     """
-    ops = conv_operands(x, weight, None, stride, padding, dilation, groups, grad_output=grad_output)
+    ops = conv_operands(input, weight, None, stride, padding, dilation, groups, grad_output=grad_output)
     geometry, g = ops.geometry, ops.groups
-    delta = grad_output_operand(grad_output, ops).astype(ops.dtype, copy=False)
+    delta = grad_output_operand(grad_output, ops).astype(ops.compute, copy=False)
+    # Complex operands: the gradients of a real loss read the conjugated input and kernel.
+    ops = for_gradients(ops)
 
-    grad_x = _input_gradient(delta, ops.weight, geometry, g)
-    grad_w = _weight_gradient(delta, ops.x.astype(ops.dtype, copy=False), geometry, g)
+    grad_x = _input_gradient(delta, ops.weight, geometry, g).astype(ops.dtype, copy=False)
+    grad_w = _weight_gradient(delta, ops.x.astype(ops.compute, copy=False), geometry, g).astype(ops.dtype)
     grad_b = _bias_gradient(delta)
-    return ConvGrads(grad_x[0] if ops.unbatched else grad_x, grad_w, grad_b)
+    return ConvGrads(grad_x[0] if ops.unbatched else grad_x, grad_w, grad_b.astype(ops.dtype, copy=False))
 
 
 def _bias_gradient(delta: NDArray[Any]) -> NDArray[Any]:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .._dtypes import result_dtype
 from .._validation import as_int, as_numeric_array, int_tuple, is_sequence, weight_rank
 from ..geometry import IntOrTuple
 
@@ -244,7 +245,7 @@ def correlate(a: ArrayLike, kernel: ArrayLike) -> NDArray[Any]:
     Returns
     -------
     ndarray, shape (N, O, *(spatial - kernel_size + 1))
-        Of dtype ``np.result_type(a, kernel)``.
+        Sums of integers accumulate in 64 bits (see :func:`im2col_conv.conv`).
 
     Raises
     ------
@@ -269,7 +270,7 @@ def correlate(a: ArrayLike, kernel: ArrayLike) -> NDArray[Any]:
     if any(k > n for k, n in zip(size, spatial)):
         raise ValueError(f"kernel of spatial size {size} does not fit in input of spatial size {spatial}")
     out_size = tuple(n - k + 1 for n, k in zip(spatial, size))
-    total = np.zeros((x.shape[0], w.shape[0], *out_size), dtype=np.result_type(x, w))
+    total = np.zeros((x.shape[0], w.shape[0], *out_size), dtype=result_dtype(x.dtype, w.dtype))
     every = (slice(None), slice(None))
     spatial_axes = list(range(2, x.ndim))
     if math.prod(out_size) < math.prod(size):
