@@ -266,8 +266,7 @@ class Engine:
 
         tiles = plan_tiles(n, geometry, tile_bytes, self.workspace, grid_size=grid)
         grad_w = None if x is None else np.zeros(w.shape, self.dtype)
-        whole = all(tile.whole for tile in tiles)
-        grad_x = (np.empty if whole else np.zeros)((n, c_in, *geometry.input_size), self.dtype)
+        grad_x = (np.empty if tiles.whole else np.zeros)((n, c_in, *geometry.input_size), self.dtype)
         for tile in tiles:
             delta_t = self._tile_delta(delta, tile)
             if grad_w is not None:

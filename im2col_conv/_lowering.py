@@ -84,7 +84,10 @@ def window_view(padded: NDArray[Any], geometry: ConvGeometry) -> NDArray[Any]:
     lead_strides = padded.strides[:-d]
     spatial_strides = padded.strides[-d:]
     kernel_strides = tuple(s * dl for s, dl in zip(spatial_strides, geometry.dilation))
-    output_strides = tuple(s * st for s, st in zip(spatial_strides, geometry.stride))
+    # A single window needs no step: any stride then reads the same, and a huge one overflows.
+    output_strides = tuple(
+        s * st if o > 1 else 0 for s, st, o in zip(spatial_strides, geometry.stride, geometry.output_size)
+    )
     return as_strided(
         padded,
         shape=lead + geometry.kernel_size + geometry.output_size,

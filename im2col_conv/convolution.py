@@ -65,8 +65,27 @@ def _finish(y: NDArray[Any], ops: ConvOperands, bias: NDArray[Any] | None = None
     """Add the bias, convert to the result dtype (exact for integers) and drop a batch axis not given."""
     if bias is not None:
         y += bias.reshape((-1,) + (1,) * (y.ndim - 2))
-    y = y.astype(ops.dtype, copy=False)
+    y = _convert(y, ops.dtype)
     return y[0] if ops.unbatched else y
+
+
+def _convert(y: NDArray[Any], dtype: np.dtype[Any]) -> NDArray[Any]:
+    """``y`` as ``dtype``; in place, a slice at a time, when the item sizes agree.
+
+    An integer result computed in float64 holds exact integers: converting it
+    in its own memory spares a second result-sized array.
+    """
+    if y.dtype == dtype or y.dtype.itemsize != dtype.itemsize or not y.flags.c_contiguous:
+        return y.astype(dtype, copy=False)
+    flat, converted = y.reshape(-1), y.reshape(-1).view(dtype)
+    step = _CONVERT_SLICE // y.dtype.itemsize
+    for start in range(0, flat.size, step):
+        converted[start : start + step] = flat[start : start + step].astype(dtype)
+    return converted.reshape(y.shape)
+
+
+#: Bytes converted at a time by :func:`_convert`.
+_CONVERT_SLICE = 64 << 10
 
 
 def _engine(ops: ConvOperands, workspace: object, grid_size: tuple[int, ...] | None = None) -> Engine:
@@ -279,7 +298,7 @@ def conv_backward(
         cols = np.conj(cols)
     conjugated = for_gradients(ops)
     grad_x, grad_w = engine.backward(gy, conjugated.x, conjugated.weight, cols)
-    grad_w = grad_w.reshape(ops.weight.shape).astype(ops.dtype, copy=False)
+    grad_w = _convert(grad_w.reshape(ops.weight.shape), ops.dtype)
     return ConvGrads(_finish(grad_x, ops), grad_w, grad_b)
 
 

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Union
 
+import numpy as np
+
 from ._validation import as_int, int_tuple, is_sequence
 
 __all__ = [
@@ -23,6 +25,9 @@ __all__ = [
     "output_size",
     "padding_spec",
 ]
+
+#: Largest number of positions an array axis product can hold on this platform.
+_MAX_ELEMENTS = int(np.iinfo(np.intp).max)
 
 #: An int applied to every spatial dimension, or one int per dimension.
 IntOrTuple = Union[int, Sequence[int]]
@@ -162,6 +167,17 @@ class ConvGeometry:
                 f"kernel_size {kernel} with dilation {dilations} spans {extent}, larger than the "
                 f"padded input {padded} (input_size {size}, padding {pads})"
             )
+        for what, count in (
+            ("padded input", math.prod(padded)),
+            ("output", geometry.output_volume),
+            ("kernel", geometry.kernel_volume),
+        ):
+            if count > _MAX_ELEMENTS:
+                raise ValueError(
+                    f"the {what} of this geometry would have {count} positions per channel, more than "
+                    f"an array can index ({_MAX_ELEMENTS}): input_size {size}, kernel_size {kernel}, "
+                    f"stride {strides}, padding {pads}, dilation {dilations}"
+                )
         return geometry
 
     @classmethod
