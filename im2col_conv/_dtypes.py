@@ -48,7 +48,7 @@ def result_dtype(*dtypes: np.dtype[Any]) -> np.dtype[Any]:
     if all(d.kind in "biu" for d in dtypes):
         unsigned = all(d.kind == "u" for d in dtypes)
         return np.dtype(np.uint64 if unsigned else np.int64)
-    return np.result_type(*(np.dtype(np.int64) if d.kind == "b" else d for d in dtypes))
+    return np.result_type(*dtypes)
 
 
 def max_abs(array: NDArray[Any]) -> int:

@@ -132,20 +132,25 @@ def conv(
     workspace : int, optional
         Bound in bytes on the temporary memory of the call (default 64 MiB).
         The batch is lowered a few samples at a time to stay within it; a
-        single sample whose column matrix is larger still forms one chunk.
+        sample too large for it, a band of output rows at a time (see the
+        docs page "Dtypes, exactness and memory").
 
     Returns
     -------
     ndarray, shape (N, C_out, *out_spatial) or (C_out, *out_spatial)
-        Of dtype ``np.result_type(x, weight, bias)``; integer inputs give
-        exact integer results. ``out_spatial`` is given by :func:`output_size`.
+        ``out_spatial`` is given by :func:`output_size`. Integers and bools
+        give exact results accumulated in 64 bits (``int64``, or ``uint64``
+        for unsigned operands); floats and complex numbers follow
+        :func:`numpy.result_type`; ``float16`` is computed in ``float32``.
 
     Raises
     ------
     TypeError
-        For non-numeric arrays or arguments of the wrong type.
+        For non-numeric or masked arrays, or arguments of the wrong type.
     ValueError
         For shapes that do not fit together or an invalid geometry.
+    OverflowError
+        If an integer result could exceed its 64-bit type.
 
     Examples
     --------
@@ -176,14 +181,14 @@ def conv_forward(
     """:func:`conv`, also returning the column matrix for :func:`conv_backward`.
 
     Parameters are those of :func:`conv`. The whole column matrix is kept,
-    ``prod(kernel)`` times the size of ``x``, so no workspace limit applies.
+    ``prod(kernel)`` times the size of ``input``, so no workspace limit applies.
 
     Returns
     -------
     y : ndarray, shape (N, C_out, *out_spatial) or (C_out, *out_spatial)
-        Same as ``conv(x, weight, bias, ...)``.
+        Same as ``conv(input, weight, bias, ...)``.
     columns : Columns
-        The im2col of ``x``; pass it as ``conv_backward(..., columns=columns)``
+        The im2col of ``input``; pass it as ``conv_backward(..., columns=columns)``
         to skip rebuilding it.
 
     Examples
@@ -235,7 +240,7 @@ def conv_backward(
 ) -> ConvGrads:
     """Gradients of a convolution, by matrix products and a col2im scatter-add.
 
-    For a loss ``L`` with ``grad_output = dL/dy`` where ``y = conv(x, weight, ...)``:
+    For a loss ``L`` with ``grad_output = dL/dy`` where ``y = conv(input, weight, ...)``:
     ``dL/dweight = delta @ cols^T`` summed over the batch,
     ``dL/dbias = delta`` summed over batch and positions, and
     ``dL/dx = col2im(weight^T @ delta)``. Gradients are those of the summed
@@ -253,8 +258,8 @@ def conv_backward(
     stride, padding, dilation, groups
         As given to :func:`conv`.
     columns : Columns, optional
-        The column matrix returned by :func:`conv_forward` for this ``x``; if
-        given, ``x`` is not lowered again.
+        The column matrix returned by :func:`conv_forward` for this ``input``;
+        if given, ``input`` is not lowered again.
     workspace : int, optional
         Bound in bytes on the temporary memory of the call (default 64 MiB),
         as for :func:`conv`.
@@ -262,12 +267,15 @@ def conv_backward(
     Returns
     -------
     ConvGrads
-        ``(input, weight, bias)`` gradients, shaped like ``x``, ``weight`` and
-        ``(C_out,)``, of dtype ``np.result_type(grad_output, x, weight)``.
+        ``(input, weight, bias)`` gradients, shaped like ``input``, ``weight``
+        and ``(C_out,)``, of the dtype :func:`conv` gives for
+        ``grad_output``, ``input`` and ``weight``. For complex operands they
+        follow PyTorch's convention: ``grad_input = col2im(conj(W)^T @ delta)``,
+        ``grad_weight = delta @ conj(cols)^T``.
 
     Raises
     ------
-    TypeError, ValueError
+    TypeError, ValueError, OverflowError
         As for :func:`conv`, and if ``grad_output`` does not have the forward
         output's shape.
 
@@ -314,11 +322,12 @@ def conv_transpose(
     *,
     workspace: int = DEFAULT_WORKSPACE,
 ) -> NDArray[Any]:
-    """Transposed convolution: the input-gradient map of :func:`conv`, applied to ``x``.
+    """Transposed convolution: the input-gradient map of :func:`conv`, applied to ``input``.
 
     Follows PyTorch's ``conv_transpose{1,2,3}d``: each spatial output size is
     ``(in - 1) * stride - pad_before - pad_after + dilation * (k - 1) + output_padding + 1``.
-    Computed as ``col2im(weight^T @ x)``, the same GEMM and scatter-add as the
+    Arguments and their order are PyTorch's (``groups`` before ``dilation``).
+    Computed as ``col2im(weight^T @ input)``, the same GEMM and scatter-add as the
     input gradient of :func:`conv_backward`.
 
     Parameters
@@ -343,12 +352,13 @@ def conv_transpose(
     Returns
     -------
     ndarray, shape (N, C_out, *out_spatial) or (C_out, *out_spatial)
-        Of dtype ``np.result_type(x, weight, bias)``.
+        Of the dtype :func:`conv` gives for the same operands.
 
     Raises
     ------
-    TypeError, ValueError
-        For malformed arrays or geometry.
+    TypeError, ValueError, OverflowError
+        For malformed arrays or geometry, or an integer result that could
+        exceed its 64-bit type.
 
     Examples
     --------
