@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
+    "as_flag",
     "as_int",
     "as_numeric_array",
     "batch_view",
@@ -140,11 +141,26 @@ def check_workspace(workspace: object) -> int:
     ValueError
         If it is not positive.
     """
-    if isinstance(workspace, (bool, np.bool_)) or not isinstance(workspace, numbers.Integral):
-        raise TypeError(f"workspace must be an int number of bytes, got {workspace!r}")
-    if workspace <= 0:
-        raise ValueError(f"workspace must be a positive number of bytes, got {workspace}")
-    return int(workspace)
+    try:
+        number = as_int(workspace, "workspace")
+    except TypeError:
+        raise TypeError(f"workspace must be an int number of bytes, got {workspace!r}") from None
+    if number <= 0:
+        raise ValueError(f"workspace must be a positive number of bytes, got {number}")
+    return number
+
+
+def as_flag(value: object, name: str) -> bool:
+    """``value`` if it is True or False (a NumPy bool counts); anything else is refused.
+
+    Raises
+    ------
+    TypeError
+        For any other value, ``1`` and ``"yes"`` included.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r} of type {type(value).__name__}")
+    return bool(value)
 
 
 def as_numeric_array(value: ArrayLike, name: str) -> NDArray[Any]:

@@ -16,7 +16,15 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import direct
-from ._validation import as_int, as_numeric_array, check_choice, int_tuple, is_sequence, positive_int
+from ._validation import (
+    as_flag,
+    as_int,
+    as_numeric_array,
+    check_choice,
+    int_tuple,
+    is_sequence,
+    positive_int,
+)
 from .convolution import Columns, ConvGrads, conv_backward, conv_forward
 from .geometry import IntOrTuple, PaddingLike, padding_spec
 
@@ -203,8 +211,7 @@ class Conv:
         self.stride = int_tuple(stride, d, "stride", minimum=1)
         self.dilation = int_tuple(dilation, d, "dilation", minimum=1)
         self.padding: str | tuple[tuple[int, int], ...] = padding_spec(padding, d)
-        if not isinstance(bias, (bool, np.bool_)):
-            raise TypeError(f"bias must be True or False, got {bias!r} of type {type(bias).__name__}")
+        has_bias = as_flag(bias, "bias")
         try:
             self.dtype: np.dtype[Any] = np.dtype(dtype)
         except TypeError as exc:
@@ -220,7 +227,7 @@ class Conv:
         shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
         self.weight = generator.uniform(-bound, bound, size=shape).astype(self.dtype)
         self.bias = (
-            generator.uniform(-bound, bound, size=self.out_channels).astype(self.dtype) if bias else None
+            generator.uniform(-bound, bound, size=self.out_channels).astype(self.dtype) if has_bias else None
         )
         self.grad_weight = None
         self.grad_bias = None
