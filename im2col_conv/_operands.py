@@ -41,8 +41,8 @@ class ConvGrads(NamedTuple):
 
     Attributes
     ----------
-    input : ndarray, shape like ``x``
-    weight : ndarray, shape like ``weight``
+    input : ndarray of the shape of the input
+    weight : ndarray of the shape of the weight
     bias : ndarray, shape (C_out,)
     """
 

@@ -124,7 +124,7 @@ class Conv:
         ``fan_in = C_in / groups * prod(kernel_size)``.
     bias : ndarray, shape (C_out,), or None
         Same distribution as ``weight``.
-    grad_weight : ndarray, shape like ``weight``, or None
+    grad_weight : ndarray of the shape of weight, or None
         Set by :meth:`backward` (overwritten, not accumulated).
     grad_bias : ndarray, shape (C_out,), or None
         Set by :meth:`backward` when the layer has a bias.
