@@ -29,13 +29,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._lowering import scatter_blocks
+from ._polyphase import Reader, scatter_by_phase, splits
 from ._pool_windows import (
     divisors,
-    first_inside,
     offset_boxes,
     offset_dtype,
     offsets_from_indices,
     to_flat_indices,
+    window_boxes,
 )
 from .geometry import ConvGeometry
 from .profiling import phase
@@ -61,46 +62,69 @@ def _tile(array: NDArray[Any], tile: Tile, *, inputs: bool = False) -> NDArray[A
     return array[tile.batch][_EVERY + (tile.input_window if inputs else tile.window)]
 
 
-def _running_max(x: NDArray[Any], best: NDArray[Any], geometry: ConvGeometry) -> None:
+def _running_max(x: Reader, best: NDArray[Any], geometry: ConvGeometry) -> None:
     """``best`` = the maximum of every window, NaN if it holds one; no offsets kept."""
     best.fill(lowest(best.dtype))
     with phase("reduction"):
         for box in offset_boxes(geometry):
             view = best[_EVERY + box.outputs]
-            np.maximum(view, x[_EVERY + box.inputs], out=view)
+            np.maximum(view, x(box.inputs), out=view)
 
 
-def _running_argmax(
-    x: NDArray[Any], best: NDArray[Any], offsets: NDArray[Any], geometry: ConvGeometry, masks: Scratch
+class _Marks:
+    """Scratch for finding winners: 0/1 masks, and codes in the offsets' dtype."""
+
+    def __init__(self, offsets: np.dtype[Any]) -> None:
+        self.masks, self.codes = Scratch(np.dtype(bool)), Scratch(offsets)
+
+
+def _winners(
+    x: Reader, best: NDArray[Any], offsets: NDArray[Any], geometry: ConvGeometry, scratch: _Marks
 ) -> None:
-    """Maximum and winning offset of every window, with PyTorch's order.
+    """Maximum and winning kernel offset of every window, in PyTorch's order.
 
-    A later element wins only if it is strictly larger or NaN: the first
-    maximum wins ties, and the last NaN wins once there is one. Windows
-    whose inputs never beat the start keep offset -1.
+    The winner is the first element (in window order) equal to the
+    maximum: ties go to the first, and a window of ``-inf`` (or of the
+    integer minimum) to its first input. Where the maximum is NaN, the last
+    NaN wins. Windows that read only padding get -1.
+
+    Arithmetic, not masked assignment, picks the winner (masked copies
+    mispredict a branch per element): offsets are visited in order and
+    ``K - k`` is kept by a running maximum, so the first match is largest.
     """
-    best.fill(lowest(best.dtype))
-    offsets.fill(-1)
-    floating = best.dtype.kind == "f"
+    _running_max(x, best, geometry)
+    k = geometry.kernel_volume
+    small = offsets.dtype.type
+    offsets.fill(0)
     with phase("reduction"):
         for box in offset_boxes(geometry):
-            top, value = best[_EVERY + box.outputs], x[_EVERY + box.inputs]
-            wins = masks.get("wins", top.shape)
-            np.greater(value, top, out=wins)
-            if floating:
-                nan = masks.get("nan", top.shape)
-                np.isnan(value, out=nan)
-                np.logical_or(wins, nan, out=wins)
-            np.copyto(top, value, where=wins)
-            np.copyto(offsets[_EVERY + box.outputs], box.flat, where=wins)
+            top, code = best[_EVERY + box.outputs], offsets[_EVERY + box.outputs]
+            equal, hit = scratch.masks.get("equal", top.shape), scratch.codes.get("hit", top.shape)
+            np.equal(x(box.inputs), top, out=equal)
+            np.multiply(equal, small(k - box.flat), out=hit)
+            np.maximum(code, hit, out=code)
+        np.subtract(small(k), offsets, out=offsets)
+        np.copyto(offsets, -1, where=offsets == k)
+        if best.dtype.kind == "f":
+            _nan_winners(x, best, offsets, geometry, scratch)
 
 
-def _settle(offsets: NDArray[Any], geometry: ConvGeometry, tile: Tile, masks: Scratch) -> None:
-    """Point windows that nothing beat (all ``-inf``, or all the integer minimum) at their first input."""
-    unset = masks.get("unset", offsets.shape)
-    np.less(offsets, 0, out=unset)
-    if unset.any():
-        np.copyto(offsets, first_inside(geometry)[tile.window], where=unset)
+def _nan_winners(
+    x: Reader, best: NDArray[Any], offsets: NDArray[Any], geometry: ConvGeometry, scratch: _Marks
+) -> None:
+    """Point every window whose maximum is NaN at its last NaN (no work without NaN)."""
+    undecided = np.isnan(best)
+    if not undecided.any():
+        return
+    last = np.zeros_like(offsets)
+    small = offsets.dtype.type
+    for box in offset_boxes(geometry):
+        shape = last[_EVERY + box.outputs].shape
+        nan, hit = scratch.masks.get("equal", shape), scratch.codes.get("hit", shape)
+        np.isnan(x(box.inputs), out=nan)
+        np.multiply(nan, small(box.flat + 1), out=hit)
+        np.maximum(last[_EVERY + box.outputs], hit, out=last[_EVERY + box.outputs])
+    np.copyto(offsets, last - 1, where=undecided)
 
 
 def max_forward(
@@ -115,23 +139,48 @@ def max_forward(
         signed dtype that holds them), or the flat input-plane index of the
         winner (int64, PyTorch's ``indices``).
     """
-    n, c = x.shape[:2]
+    n, c = (int(size) for size in x.shape[:2])
     y = np.empty((n, c, *geometry.output_size), x.dtype)
     small = offset_dtype(geometry.kernel_volume)
     kept = None if keep is None else np.empty(y.shape, small if keep == "offsets" else np.int64)
-    per_output = x.dtype.itemsize + (0 if keep is None else small.itemsize + 3)
-    masks, scratch = Scratch(np.dtype(bool)), Scratch(small)
-    for tile in plan_tiles(n, geometry, lambda s, out: s * c * math.prod(out) * per_output, workspace):
-        x_t, y_t = _tile(x, tile, inputs=True), _tile(y, tile)
+    per_output = int(x.dtype.itemsize) + (0 if keep is None else int(small.itemsize) + 3)
+    scratch, values, marks = Scratch(small), Scratch(x.dtype), _Marks(small)
+
+    def tile_bytes(samples: int, out: tuple[int, ...]) -> int:
+        return samples * c * math.prod(out) * per_output + _input_bytes(c, geometry, samples, out, x.dtype)
+
+    for tile in plan_tiles(n, geometry, tile_bytes, workspace):
+        x_t, y_t = Reader(_tile(x, tile, inputs=True), tile.geometry, values), _tile(y, tile)
         if kept is None:
             _running_max(x_t, y_t, tile.geometry)
             continue
         offsets = _tile(kept, tile) if keep == "offsets" else scratch.get("offsets", y_t.shape)
-        _running_argmax(x_t, y_t, offsets, tile.geometry, masks)
-        _settle(offsets, geometry, tile, masks)
+        _winners(x_t, y_t, offsets, tile.geometry, marks)
         if keep == "indices":
             to_flat_indices(geometry, tile.window, offsets, _tile(kept, tile))
     return y, kept
+
+
+def _by_window(tile: Tile) -> bool:
+    """Loop over windows rather than kernel offsets: fewer windows than offsets (global pooling)."""
+    return tile.whole and tile.geometry.output_volume < tile.geometry.kernel_volume
+
+
+def _sum_windows(x: NDArray[Any], y: NDArray[Any], geometry: ConvGeometry) -> None:
+    """``y`` = the sum of every (undilated) window, one window at a time."""
+    spatial = tuple(range(2, 2 + geometry.ndim))
+    with phase("reduction"):
+        for position, inputs in window_boxes(geometry):
+            np.sum(x[_EVERY + inputs], axis=spatial, dtype=y.dtype, out=y[_EVERY + position])
+
+
+def _spread_windows(g: NDArray[Any], grad_x: NDArray[Any], geometry: ConvGeometry) -> None:
+    """col2im a window at a time: every window's gradient added over the input box it read."""
+    grad_x.fill(0)
+    broadcast = (np.newaxis,) * geometry.ndim
+    with phase("col2im"):
+        for position, inputs in window_boxes(geometry):
+            grad_x[_EVERY + inputs] += g[_EVERY + position + broadcast]
 
 
 def avg_forward(
@@ -143,24 +192,46 @@ def avg_forward(
     workspace: int,
 ) -> NDArray[Any]:
     """Average pooling of a batch ``(N, C, *input_size)``, summed and divided in ``dtype``."""
-    n, c = x.shape[:2]
+    n, c = (int(size) for size in x.shape[:2])
     y = np.empty((n, c, *geometry.output_size), dtype)
     divisor = divisors(geometry, count_include_pad, divisor_override, dtype.type(0).real.dtype)
-    for tile in plan_tiles(n, geometry, lambda s, out: s * c * math.prod(out) * dtype.itemsize, workspace):
-        x_t, y_t = _tile(x, tile, inputs=True), _tile(y, tile)
+    values = Scratch(x.dtype)
+
+    def tile_bytes(samples: int, out: tuple[int, ...]) -> int:
+        return samples * c * math.prod(out) * int(dtype.itemsize) + _input_bytes(
+            c, geometry, samples, out, x.dtype
+        )
+
+    for tile in plan_tiles(n, geometry, tile_bytes, workspace):
+        if _by_window(tile):
+            _sum_windows(_tile(x, tile, inputs=True), _tile(y, tile), tile.geometry)
+            np.divide(_tile(y, tile), divisor[tile.window], out=_tile(y, tile))
+            continue
+        x_t, y_t = Reader(_tile(x, tile, inputs=True), tile.geometry, values), _tile(y, tile)
         y_t.fill(0)
         with phase("reduction"):
             for box in offset_boxes(tile.geometry):
                 view = y_t[_EVERY + box.outputs]
-                np.add(view, x_t[_EVERY + box.inputs], out=view)
+                np.add(view, x_t(box.inputs), out=view)
             np.divide(y_t, divisor[tile.window], out=y_t)
     return y
 
 
+def _read(geometry: ConvGeometry, out: tuple[int, ...]) -> int:
+    """Padded input positions a tile of output grid ``out`` reads."""
+    return math.prod((o - 1) * s + e for o, s, e in zip(out, geometry.stride, geometry.kernel_extent))
+
+
+def _input_bytes(
+    c: int, geometry: ConvGeometry, samples: int, out: tuple[int, ...], dtype: np.dtype[Any]
+) -> int:
+    """Bytes of a tile's input split into phases (:class:`~im2col_conv._polyphase.Reader`)."""
+    return samples * c * _read(geometry, out) * dtype.itemsize if splits(geometry) else 0
+
+
 def _scatter_bytes(c: int, geometry: ConvGeometry, samples: int, out: tuple[int, ...], itemsize: int) -> int:
-    """Bytes of a tile's col2im buffer and of a band's gradient."""
-    read = math.prod((o - 1) * s + e for o, s, e in zip(out, geometry.stride, geometry.kernel_extent))
-    return 2 * samples * c * max(read, math.prod(geometry.input_size)) * itemsize
+    """Bytes of a tile's col2im buffer, its phases and a band's gradient."""
+    return 3 * samples * c * max(_read(geometry, out), math.prod(geometry.input_size)) * itemsize
 
 
 def _scatter_tile(
@@ -175,14 +246,17 @@ def _scatter_tile(
         target = grad_x[tile.batch]
     else:
         target = scratch.get("band", (nb, c, *tile.geometry.input_size))
-    scatter_blocks(
-        block,
-        (nb, c),
-        grad_x.dtype,
-        tile.geometry,
-        out=target,
-        allocate=lambda shape: scratch.get("scatter", shape),
-    )
+    if splits(tile.geometry):
+        scatter_by_phase(block, target, tile.geometry, scratch)
+    else:
+        scatter_blocks(
+            block,
+            (nb, c),
+            grad_x.dtype,
+            tile.geometry,
+            out=target,
+            allocate=lambda shape: scratch.get("scatter", shape),
+        )
     if not tile.whole:
         _tile(grad_x, tile, inputs=True)[...] += target  # windows of neighbouring bands overlap
 
@@ -192,17 +266,23 @@ def _same_block(spread: NDArray[Any]) -> Block:
     return lambda index, offset: spread
 
 
-def _winner_blocks(g: NDArray[Any], offsets: NDArray[Any], hits: NDArray[Any], spread: NDArray[Any]) -> Block:
+def _winner_blocks(
+    g: NDArray[Any], offsets: NDArray[Any], hits: NDArray[Any], spread: NDArray[Any], finite: bool
+) -> Block:
     """Row block ``k``: ``g`` where offset ``k`` won, else 0, written into ``spread``.
 
-    Selected with ``copyto``, not multiplied by a mask, so that an infinite
-    or NaN gradient reaches its winner only.
+    A finite gradient is multiplied by the 0/1 mask (branch-free); one
+    holding ``inf`` or NaN is copied where the mask is set, so that it
+    reaches its winner only (``inf * 0`` would be NaN).
     """
 
     def block(index: int, offset: tuple[int, ...]) -> NDArray[Any]:
         np.equal(offsets, index, out=hits)
-        spread.fill(0)
-        np.copyto(spread, g, where=hits)
+        if finite:
+            np.multiply(g, hits, out=spread)
+        else:
+            spread.fill(0)
+            np.copyto(spread, g, where=hits)
         return spread
 
     return block
@@ -237,18 +317,21 @@ def avg_backward(
         g_t = _tile(grad_output, tile)
         spread = scratch.get("block", g_t.shape)
         np.divide(g_t, divisor[tile.window], out=spread)
-        _scatter_tile(grad_x, _same_block(spread), tile, scratch)
+        if _by_window(tile):
+            _spread_windows(spread, grad_x[tile.batch], tile.geometry)
+        else:
+            _scatter_tile(grad_x, _same_block(spread), tile, scratch)
     return grad_x
 
 
 def offsets_by_recomputing(x: NDArray[Any], geometry: ConvGeometry) -> OffsetSource:
     """Winning offsets of a tile found again from the input."""
-    values, masks = Scratch(x.dtype), Scratch(np.dtype(bool))
+    values, marks = Scratch(x.dtype), _Marks(offset_dtype(geometry.kernel_volume))
 
     def write(tile: Tile, out: NDArray[Any]) -> None:
         best = values.get("best", out.shape)
-        _running_argmax(_tile(x, tile, inputs=True), best, out, tile.geometry, masks)
-        _settle(out, geometry, tile, masks)
+        reader = Reader(_tile(x, tile, inputs=True), tile.geometry, values)
+        _winners(reader, best, out, tile.geometry, marks)
 
     return write
 
@@ -302,5 +385,6 @@ def max_backward(
         offsets = offset_scratch.get("offsets", g_t.shape)
         offsets_for(tile, offsets)
         hits, spread = masks.get("hits", g_t.shape), scratch.get("block", g_t.shape)
-        _scatter_tile(grad_x, _winner_blocks(g_t, offsets, hits, spread), tile, scratch)
+        finite = dtype.kind in "iu" or bool(np.isfinite(g_t).all())
+        _scatter_tile(grad_x, _winner_blocks(g_t, offsets, hits, spread, finite), tile, scratch)
     return grad_x

@@ -41,6 +41,7 @@ __all__ = [
     "offsets_from_indices",
     "pool_geometry",
     "to_flat_indices",
+    "window_boxes",
 ]
 
 
@@ -144,6 +145,25 @@ def offset_boxes(geometry: ConvGeometry) -> tuple[OffsetBox, ...]:
             inputs = tuple(part[1] for part in parts if part is not None)
             boxes.append(OffsetBox(index, outputs, inputs))
     return tuple(boxes)
+
+
+def window_boxes(geometry: ConvGeometry) -> list[tuple[tuple[int, ...], tuple[slice, ...]]]:
+    """Every output position with the input box its (undilated) window reads, padding left out.
+
+    The transposed view of :func:`offset_boxes`, for calls with fewer
+    windows than kernel offsets (global pooling), where a loop over windows
+    is the shorter one.
+    """
+    boxes = []
+    for position in np.ndindex(*geometry.output_size):
+        inputs = []
+        for o, s, (before, _), e, n in zip(
+            position, geometry.stride, geometry.padding, geometry.kernel_extent, geometry.input_size
+        ):
+            start = o * s - before
+            inputs.append(slice(max(start, 0), max(min(start + e, n), 0)))
+        boxes.append((position, tuple(inputs)))
+    return boxes
 
 
 def offset_dtype(kernel_volume: int) -> np.dtype[Any]:
