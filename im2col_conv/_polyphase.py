@@ -26,13 +26,16 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from ._lowering import scatter_blocks
 from .geometry import ConvGeometry
-from .workspace import Scratch
 
 __all__ = ["Phase", "Reader", "phase_geometries", "scatter_by_phase", "splits"]
 
 Block = Callable[[int, tuple[int, ...]], NDArray[Any]]
+#: ``get(name, shape)``: a reusable buffer, as :meth:`~im2col_conv.workspace.Scratch.get`.
+Buffers = Callable[[str, tuple[int, ...]], NDArray[Any]]
+#: The convolution's col2im, :func:`~im2col_conv._lowering.scatter_blocks`, handed in by the
+#: caller so that this module stays below the lowering in the package's layers.
+Scatter = Callable[..., NDArray[Any]]
 
 
 def splits(geometry: ConvGeometry) -> bool:
@@ -51,18 +54,19 @@ class Reader:
     ----------
     x : ndarray, shape (nb, C, *input_size)
     geometry : ConvGeometry
-    scratch : Scratch
-        Holds the phases, ``x.size`` elements (rounded up per row).
+    buffers : callable
+        ``buffers(name, shape)``; holds the phases, ``x.size`` elements
+        (rounded up per row).
     """
 
-    def __init__(self, x: NDArray[Any], geometry: ConvGeometry, scratch: Scratch) -> None:
+    def __init__(self, x: NDArray[Any], geometry: ConvGeometry, buffers: Buffers) -> None:
         self.x = x
         self.stride = geometry.stride[-1]
         self.phases: NDArray[Any] | None = None
         if splits(geometry) and x.size:
             width = x.shape[-1]
             s = self.stride
-            phases = scratch.get("phases", (s, *x.shape[:-1], -(-width // s)))
+            phases = buffers("phases", (s, *x.shape[:-1], -(-width // s)))
             for r in range(s):
                 np.copyto(phases[r, ..., : _length(width, r, s)], x[..., r::s])
             self.phases = phases
@@ -130,16 +134,19 @@ def phase_geometries(geometry: ConvGeometry) -> list[Phase]:
     return phases
 
 
-def scatter_by_phase(block: Block, out: NDArray[Any], geometry: ConvGeometry, scratch: Scratch) -> None:
-    """``scatter_blocks(block, ..., geometry, out=out)`` with contiguous additions.
+def scatter_by_phase(
+    scatter: Scatter, block: Block, out: NDArray[Any], geometry: ConvGeometry, buffers: Buffers
+) -> None:
+    """``scatter(block, ..., geometry, out=out)`` with contiguous additions.
 
-    Each phase of ``out``'s last axis is scattered on its own, then written
-    back into ``out`` (which is overwritten).
+    Each phase of ``out``'s last axis is scattered on its own by ``scatter``
+    (the convolution's col2im), then written back into ``out`` (which is
+    overwritten).
     """
     s, width = geometry.stride[-1], out.shape[-1]
     lead = out.shape[:2]
     kernel = geometry.kernel_size
-    phases = scratch.get("phases", (s, *out.shape[:-1], -(-width // s)))
+    phases = buffers("phases", (s, *out.shape[:-1], -(-width // s)))
     grid = geometry.output_size
     read = {phase.residue: phase for phase in phase_geometries(geometry)}
     for r in range(s):
@@ -153,14 +160,14 @@ def scatter_by_phase(block: Block, out: NDArray[Any], geometry: ConvGeometry, sc
 
         size = phase.geometry.input_size[-1]
         target = phases[phase.residue][..., phase.start : phase.start + size]
-        scatter_blocks(
+        scatter(
             local,
             lead,
             out.dtype,
             phase.geometry,
             grid_size=grid,
             out=target,
-            allocate=lambda shape: scratch.get("scatter", shape),
+            allocate=lambda shape: buffers("scatter", shape),
         )
     for r in range(s):
         out[..., r::s] = phases[r, ..., : _length(width, r, s)]

@@ -150,7 +150,7 @@ def max_forward(
         return samples * c * math.prod(out) * per_output + _input_bytes(c, geometry, samples, out, x.dtype)
 
     for tile in plan_tiles(n, geometry, tile_bytes, workspace):
-        x_t, y_t = Reader(_tile(x, tile, inputs=True), tile.geometry, values), _tile(y, tile)
+        x_t, y_t = Reader(_tile(x, tile, inputs=True), tile.geometry, values.get), _tile(y, tile)
         if kept is None:
             _running_max(x_t, y_t, tile.geometry)
             continue
@@ -207,7 +207,7 @@ def avg_forward(
             _sum_windows(_tile(x, tile, inputs=True), _tile(y, tile), tile.geometry)
             np.divide(_tile(y, tile), divisor[tile.window], out=_tile(y, tile))
             continue
-        x_t, y_t = Reader(_tile(x, tile, inputs=True), tile.geometry, values), _tile(y, tile)
+        x_t, y_t = Reader(_tile(x, tile, inputs=True), tile.geometry, values.get), _tile(y, tile)
         y_t.fill(0)
         with phase("reduction"):
             for box in offset_boxes(tile.geometry):
@@ -247,7 +247,7 @@ def _scatter_tile(
     else:
         target = scratch.get("band", (nb, c, *tile.geometry.input_size))
     if splits(tile.geometry):
-        scatter_by_phase(block, target, tile.geometry, scratch)
+        scatter_by_phase(scatter_blocks, block, target, tile.geometry, scratch.get)
     else:
         scatter_blocks(
             block,
@@ -330,7 +330,7 @@ def offsets_by_recomputing(x: NDArray[Any], geometry: ConvGeometry) -> OffsetSou
 
     def write(tile: Tile, out: NDArray[Any]) -> None:
         best = values.get("best", out.shape)
-        reader = Reader(_tile(x, tile, inputs=True), tile.geometry, values)
+        reader = Reader(_tile(x, tile, inputs=True), tile.geometry, values.get)
         _winners(reader, best, out, tile.geometry, marks)
 
     return write

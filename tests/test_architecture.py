@@ -28,6 +28,7 @@ LAYERS = {
     "lowering": 3,
     "_engine": 3,
     "_pool_engine": 3,
+    "_polyphase": 2,
     "convolution": 4,
     "pooling": 4,
     "layer": 5,
