@@ -231,7 +231,8 @@ def _input_bytes(
 
 def _scatter_bytes(c: int, geometry: ConvGeometry, samples: int, out: tuple[int, ...], itemsize: int) -> int:
     """Bytes of a tile's col2im buffer, its phases and a band's gradient."""
-    return 3 * samples * c * max(_read(geometry, out), math.prod(geometry.input_size)) * itemsize
+    whole = math.prod(geometry.input_size) if out == geometry.output_size else 0
+    return 3 * samples * c * max(_read(geometry, out), whole) * itemsize
 
 
 def _scatter_tile(
