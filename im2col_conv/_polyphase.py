@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 
 from .geometry import ConvGeometry
 
-__all__ = ["Phase", "Reader", "phase_geometries", "scatter_by_phase", "splits"]
+__all__ = ["MIN_SPLIT_WINDOWS", "Phase", "Reader", "phase_geometries", "scatter_by_phase", "splits"]
 
 Block = Callable[[int, tuple[int, ...]], NDArray[Any]]
 #: ``get(name, shape)``: a reusable buffer, as :meth:`~im2col_conv.workspace.Scratch.get`.
@@ -38,9 +38,15 @@ Buffers = Callable[[str, tuple[int, ...]], NDArray[Any]]
 Scatter = Callable[..., NDArray[Any]]
 
 
+#: Fewest windows along the last axis for which the split pays for itself: on shorter rows
+#: NumPy's loops gain little from contiguity, and the split's extra calls cost more
+#: (measured in ``benchmarks/``).
+MIN_SPLIT_WINDOWS = 16
+
+
 def splits(geometry: ConvGeometry) -> bool:
-    """True when the last axis is worth splitting: stride above 1 and more than one window."""
-    return geometry.stride[-1] > 1 and geometry.output_size[-1] > 1
+    """True when the last axis is worth splitting: stride above 1 and long rows of windows."""
+    return geometry.stride[-1] > 1 and geometry.output_size[-1] >= MIN_SPLIT_WINDOWS
 
 
 def _length(size: int, residue: int, stride: int) -> int:
