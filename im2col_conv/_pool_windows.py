@@ -35,7 +35,6 @@ from .geometry import ConvGeometry
 __all__ = [
     "OffsetBox",
     "divisors",
-    "first_inside",
     "offset_boxes",
     "offset_dtype",
     "offsets_from_indices",
@@ -209,33 +208,6 @@ def divisors(
         else:
             parts.append(np.minimum(start + k, n) - np.maximum(start, 0))
     return _outer(parts, np.multiply).astype(dtype)
-
-
-def _first_inside_offsets(geometry: ConvGeometry, axis: int) -> NDArray[np.int64]:
-    """Per window along ``axis``: the first kernel offset reading the input, or -1."""
-    start = _starts(geometry, axis)
-    d, k, n = geometry.dilation[axis], geometry.kernel_size[axis], geometry.input_size[axis]
-    first = np.maximum(-(start // d), 0)  # ceil(-start / d) for negative starts
-    inside = (first < k) & (start + first * d < n)
-    return np.where(inside, first, -1)
-
-
-@functools.lru_cache(maxsize=16)
-def first_inside(geometry: ConvGeometry) -> NDArray[np.int64]:
-    """Flat kernel offset of the first element of each window that lies in the input, or -1.
-
-    That is where PyTorch points a window whose inputs never beat its
-    starting value (all ``-inf``, or all the integer minimum). A window that
-    reads only padding (possible with dilation) has none and gets -1.
-    Shape ``output_size``; read-only.
-    """
-    parts = [_first_inside_offsets(geometry, axis) for axis in range(geometry.ndim)]
-    steps = [math.prod(geometry.kernel_size[axis + 1 :]) for axis in range(geometry.ndim)]
-    flat = _outer([p * step for p, step in zip(parts, steps)], np.add)
-    missing = _outer([p < 0 for p in parts], np.logical_or)
-    flat[missing] = -1
-    flat.flags.writeable = False
-    return flat
 
 
 def _planes(geometry: ConvGeometry) -> list[int]:
