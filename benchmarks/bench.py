@@ -21,6 +21,7 @@ one's thread pool keeps spinning for a while after a call and slows the other.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -47,6 +48,11 @@ SHAPES = [
     (8, 3, 224, 224, 64, 7, 2, 3),
 ]
 QUICK = [SHAPES[0], SHAPES[2], SHAPES[4]]
+# Pooling: (kind, (N, C, H, W), kernel, stride, padding)
+POOL_SHAPES = [
+    ("max", (32, 64, 112, 112), 3, 2, 1),
+    ("avg", (32, 512, 7, 7), 7, 7, 0),
+]
 
 
 def median_time(fn: Callable[[], object], repeats: int, budget: float = 2.0) -> float:
@@ -244,6 +250,119 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def run_numpy_pool(shape: tuple[Any, ...], dtype: np.dtype[Any], repeats: int) -> dict[str, Any]:
+    """Forward and backward of a pooling layer as training runs it.
+
+    Max pooling is timed through the ``MaxPool`` layer, whose forward keeps
+    each window's winner (as PyTorch's forward keeps indices when the input
+    needs a gradient), and also as the functions alone: ``max_pool`` without
+    indices, then ``max_pool_backward`` finding the winners again.
+    """
+    kind, size, k, s, p = shape
+    x = np.random.default_rng(1).standard_normal(size).astype(dtype)
+    if kind == "max":
+        layer = ic.MaxPool(k, s, p)
+        gy = np.random.default_rng(2).standard_normal(layer(x).shape).astype(dtype)
+        forward: Callable[[], object] = lambda: layer(x)  # noqa: E731
+        backward: Callable[[], object] = lambda: layer.backward(gy)  # noqa: E731
+        extra = {
+            "function_forward_ms": 1e3 * median_time(lambda: ic.max_pool(x, k, s, p), repeats),
+            "function_backward_ms": 1e3 * median_time(lambda: ic.max_pool_backward(gy, x, k, s, p), repeats),
+        }
+    else:
+        gy = np.random.default_rng(2).standard_normal(ic.avg_pool(x, k, s, p).shape).astype(dtype)
+        forward = lambda: ic.avg_pool(x, k, s, p)  # noqa: E731
+        backward = lambda: ic.avg_pool_backward(gy, x.shape, k, s, p)  # noqa: E731
+        extra = {}
+    layer_forward_ms = 1e3 * median_time(forward, repeats)
+    return {
+        "forward_ms": layer_forward_ms,
+        "backward_ms": 1e3 * median_time(backward, repeats),
+        "forward_peak_bytes": peak_bytes(forward),
+        "backward_peak_bytes": peak_bytes(backward),
+        "input_bytes": x.nbytes,
+        **extra,
+    }
+
+
+def run_torch_pool(shape: tuple[Any, ...], dtype: np.dtype[Any], repeats: int) -> dict[str, Any] | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(THREADS)
+    kind, size, k, s, p = shape
+    tdtype = torch.float32 if dtype == np.float32 else torch.float64
+    x = torch.randn(*size, dtype=tdtype, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    pool = torch.nn.functional.max_pool2d if kind == "max" else torch.nn.functional.avg_pool2d
+    y = pool(x, k, s, p)
+    gy = torch.randn(y.shape, dtype=tdtype)
+    return {
+        "torch_forward_ms": 1e3 * median_time(lambda: pool(x, k, s, p), repeats),
+        "torch_backward_ms": 1e3
+        * median_time(lambda: torch.autograd.grad(y, x, gy, retain_graph=True), repeats),
+    }
+
+
+def pool_sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The pooling rows, NumPy and PyTorch in alternate phases, the better round kept."""
+    rows = []
+    keys = ("forward_ms", "backward_ms", "function_forward_ms", "function_backward_ms")
+    for dtype in (np.dtype(d) for d in args.dtypes):
+        best: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for _ in range(args.rounds):
+            for shape in POOL_SHAPES:
+                best[shape] = better(best.get(shape), run_numpy_pool(shape, dtype, args.repeats), keys)
+            if args.torch:
+                for shape in POOL_SHAPES:
+                    torch_row = run_torch_pool(shape, dtype, args.repeats)
+                    if torch_row is not None:
+                        best[shape] = best[shape] | {
+                            key: min(value, best[shape].get(key, value)) for key, value in torch_row.items()
+                        }
+        for shape, row in best.items():
+            kind, size, k, s, p = shape
+            row.update(kind=kind, shape=list(size), kernel=k, stride=s, padding=p, dtype=dtype.name)
+            if "torch_forward_ms" in row:
+                row["total_vs_torch"] = (row["forward_ms"] + row["backward_ms"]) / (
+                    row["torch_forward_ms"] + row["torch_backward_ms"]
+                )
+            rows.append(row)
+    return rows
+
+
+def format_pool_table(rows: list[dict[str, Any]]) -> str:
+    """One line per pooling shape and dtype; times in ms, memory in MiB."""
+    lines = [
+        f"{'dtype':>7} {'pool':>4} {'N,C,H,W':>16} {'k,s,p':>7} {'fwd':>7} {'bwd':>7} {'fn f':>7} "
+        f"{'fn b':>7} {'torch f':>7} {'torch b':>7} {'vs t':>5} {'peak':>6} {'input':>6}"
+    ]
+    for r in rows:
+        cells = [
+            r["dtype"],
+            r["kind"],
+            ",".join(map(str, r["shape"])),
+            f"{r['kernel']},{r['stride']},{r['padding']}",
+            f"{r['forward_ms']:.1f}",
+            f"{r['backward_ms']:.1f}",
+            f"{r['function_forward_ms']:.1f}" if "function_forward_ms" in r else "-",
+            f"{r['function_backward_ms']:.1f}" if "function_backward_ms" in r else "-",
+            f"{r['torch_forward_ms']:.1f}" if "torch_forward_ms" in r else "-",
+            f"{r['torch_backward_ms']:.1f}" if "torch_backward_ms" in r else "-",
+            f"{r['total_vs_torch']:.2f}" if "total_vs_torch" in r else "-",
+            f"{max(r['forward_peak_bytes'], r['backward_peak_bytes']) / 2**20:.1f}",
+            f"{r['input_bytes'] / 2**20:.1f}",
+        ]
+        widths = (7, 4, 16, 7, 7, 7, 7, 7, 7, 7, 5, 6, 6)
+        lines.append(" ".join(f"{cell:>{width}}" for cell, width in zip(cells, widths)))
+    lines.append(
+        "pooling fwd/bwd: MaxPool layer (winners kept) or avg_pool/avg_pool_backward; fn f/fn b: "
+        "max_pool without indices, max_pool_backward finding the winners again; vs t: (fwd + bwd) / "
+        "PyTorch's forward (input requiring grad) + backward; peak: temporary MiB of a call"
+    )
+    return "\n".join(lines)
+
+
 def phase_breakdown(shape: tuple[int, ...], dtype: np.dtype[Any], repeats: int) -> dict[str, float]:
     """Milliseconds spent in each phase of conv and conv_backward (best of ``repeats``).
 
@@ -334,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-direct", dest="direct", action="store_false", help="skip the direct method")
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
     parser.add_argument("--show", default=None, metavar="JSON", help="print the table of a results file")
+    parser.add_argument("--no-pool", dest="pool", action="store_false", help="skip the pooling shapes")
+    parser.add_argument("--pool-only", action="store_true", help="only the pooling shapes")
     parser.add_argument(
         "--breakdown", action="store_true", help="time the phases (lowering, GEMM, col2im) of each layer"
     )
@@ -351,11 +472,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
-        results = sweep(args)
+        limit: Any = contextlib.nullcontext
     else:
-        with threadpool_limits(THREADS):
-            results = sweep(args)
-    print(format_table(results))
+        limit = threadpool_limits
+    with limit(THREADS):
+        results = {"rows": []} if args.pool_only else sweep(args)
+        if args.pool or args.pool_only:
+            results["pool_rows"] = pool_sweep(args)
+    if results["rows"]:
+        print(format_table(results))
+    if results.get("pool_rows"):
+        print(format_pool_table(results["pool_rows"]))
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=1)

@@ -29,6 +29,9 @@ __all__ = [
     "check_workspace",
     "int_tuple",
     "is_sequence",
+    "nonempty_spatial",
+    "nonzero_int",
+    "pool_padding",
     "positive_int",
     "weight_rank",
 ]
@@ -57,6 +60,22 @@ def as_int(value: object, name: str) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
     return int(value)
+
+
+def nonzero_int(value: object, name: str) -> int:
+    """:func:`as_int`, also refusing 0.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not an integer.
+    ValueError
+        If it is 0.
+    """
+    number = as_int(value, name)
+    if number == 0:
+        raise ValueError(f"{name} must be a non-zero int, got {number}")
+    return number
 
 
 def positive_int(value: object, name: str) -> int:
@@ -115,6 +134,41 @@ def int_tuple(value: object, ndim: int, name: str, *, minimum: int) -> tuple[int
     if any(v < minimum for v in entries):
         raise ValueError(f"{name} entries must be >= {minimum}, got {value!r}")
     return entries
+
+
+def pool_padding(padding: object, kernel_size: tuple[int, ...]) -> tuple[int, ...]:
+    """A pooling ``padding``: one non-negative int per dimension, at most half the kernel.
+
+    PyTorch's rule: ``padding <= kernel_size // 2`` in every dimension, so
+    that every window starting in the padding also reads the input.
+
+    Raises
+    ------
+    TypeError
+        If an entry is not an integer (pairs and strings included).
+    ValueError
+        For a wrong number of entries, a negative entry or one above half
+        the kernel.
+    """
+    pads = int_tuple(padding, len(kernel_size), "padding", minimum=0)
+    if any(p > k // 2 for p, k in zip(pads, kernel_size)):
+        raise ValueError(
+            f"padding must be at most half of kernel_size in every dimension, "
+            f"got padding={padding!r} for kernel_size={kernel_size}"
+        )
+    return pads
+
+
+def nonempty_spatial(shape: tuple[int, ...], ndim: int, name: str) -> None:
+    """Refuse an array of shape ``shape`` whose last ``ndim`` (spatial) sizes include 0.
+
+    Raises
+    ------
+    ValueError
+        Naming the shape.
+    """
+    if 0 in shape[len(shape) - ndim :]:
+        raise ValueError(f"{name} must have non-empty spatial dimensions, got shape {shape}")
 
 
 def check_choice(value: object, name: str, choices: Sequence[str]) -> str:

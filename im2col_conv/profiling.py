@@ -1,7 +1,8 @@
 """Where a call spends its time: the engine's phases, timed on request.
 
-The engine marks its three kinds of work (the lowering copy, the matrix
-products, the col2im additions) with :func:`phase`. Nothing is timed unless
+The engines mark their kinds of work (the lowering copy, the matrix
+products, the col2im additions, and pooling's reductions over the kernel
+offsets) with :func:`phase`. Nothing is timed unless
 a :func:`record_phases` block is open in the calling thread or task, so the
 marks cost one context-variable look-up each otherwise.
 
@@ -26,7 +27,7 @@ from contextvars import ContextVar
 __all__ = ["PHASES", "phase", "record_phases"]
 
 #: The phases the engine reports.
-PHASES = ("lowering", "matmul", "col2im")
+PHASES = ("lowering", "matmul", "col2im", "reduction")
 
 _recording: ContextVar[dict[str, float] | None] = ContextVar("im2col_conv_phases", default=None)
 

@@ -131,7 +131,8 @@ def test_page_loads_without_errors_or_other_hosts(visits, path):
 def test_every_formula_is_typeset(visits, path):
     page = visits[path].page
     untypeset = page.eval_on_selector_all(
-        ".arithmatex", "formulas => formulas.filter(f => !f.querySelector('mjx-container')).map(f => f.textContent)"
+        ".arithmatex",
+        "formulas => formulas.filter(f => !f.querySelector('mjx-container')).map(f => f.textContent)",
     )
     assert untypeset == [], f"formulas left as TeX: {untypeset[:3]}"
     text = page.locator("article").inner_text()
