@@ -444,7 +444,9 @@ def table_from_json(path: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], epilog="Exit status: 0 after the run, 2 for bad arguments."
+    )
     parser.add_argument("--quick", action="store_true", help="three shapes only")
     parser.add_argument("--rounds", type=int, default=2, help="repeat the sweep, keep the better round")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (median)")

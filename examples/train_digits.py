@@ -306,7 +306,10 @@ def save_plot(history: dict[str, Any], path: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="Exit status: 0 after training (files are written only with --plot), 2 for bad arguments.",
+    )
     parser.add_argument("--epochs", type=int, default=30, help="passes over the training set (default 30)")
     parser.add_argument(
         "--seed", type=int, default=0, help="seed for the split, weights and batches (default 0)"

@@ -3,10 +3,10 @@
 The rules (the table on the docs page "Dtypes and exactness" is generated
 from them):
 
-* integers and bools accumulate in 64 bits, as :func:`numpy.sum` does: the
+* integers and bools accumulate in 64 bits, as `numpy.sum` does: the
   result is ``int64`` if any operand is a signed integer or a bool, and
   ``uint64`` if every operand is an unsigned integer;
-* floating and complex operands follow :func:`numpy.result_type`, except that
+* floating and complex operands follow `numpy.result_type`, except that
   ``float16`` is computed in ``float32`` and rounded once at the end (the
   matrix products of ``float16`` have no fast path);
 * an integer result is computed in ``float64``, at the speed of its BLAS
@@ -14,7 +14,7 @@ from them):
   integer up to that size is a float64, so each product and sum is exact and
   the conversion back is too. Past that bound it is computed in the integer
   type itself (exact, slower); past the integer type's range the call raises
-  :class:`OverflowError` instead of wrapping around.
+  `OverflowError` instead of wrapping around.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def compute_dtype(result: np.dtype[Any], bound: int, what: str) -> np.dtype[Any]
     Parameters
     ----------
     result : numpy.dtype
-        From :func:`result_dtype`.
+        From `result_dtype`.
     bound : int
         For integer results, an upper bound on the magnitude of every
         partial sum the call forms (ignored otherwise).

@@ -1,7 +1,7 @@
 """The tiled im2col + GEMM engine behind conv, conv_backward and conv_transpose.
 
 The public functions check their arguments and hand plain arrays to an
-:class:`Engine`, which holds what every loop of one call shares: the
+`Engine`, which holds what every loop of one call shares: the
 geometry, the groups, the dtype, the workspace and the scratch buffers.
 
 Layout. Within a tile of ``nb`` samples the columns are stored as
@@ -11,10 +11,10 @@ gradient) is then one matrix product per group over the whole tile, instead
 of ``nb`` small ones, and the weight gradient needs no per-sample sum. The
 price is one transpose of the (small) output tile at the boundary.
 
-Memory. Work is cut into tiles by :func:`~im2col_conv.workspace.plan_tiles`:
+Memory. Work is cut into tiles by [`plan_tiles`][im2col_conv.workspace.plan_tiles]:
 groups of whole samples, or, for a sample too large on its own, windows of
 output rows. A window is itself a convolution, of the input rows it reads
-(:meth:`~im2col_conv.geometry.ConvGeometry.band`). Buffers are allocated once
+([`band`][im2col_conv.geometry.ConvGeometry.band]). Buffers are allocated once
 per call and reused, so the temporaries of a call stay within the workspace.
 """
 

@@ -1,11 +1,11 @@
 """A convolution's operands, checked once, and the gradients it returns.
 
 Both formulations of a convolution, the im2col path of
-:mod:`im2col_conv.convolution` and the direct method of
-:mod:`im2col_conv.direct`, take their arrays through :func:`conv_operands`
-(or :func:`transpose_operands`), so they accept and refuse exactly the same
-calls with the same messages. Only :mod:`im2col_conv._validation` and
-:mod:`im2col_conv.geometry` sit below this module.
+[`im2col_conv.convolution`][im2col_conv.convolution] and the direct method of
+[`im2col_conv.direct`][im2col_conv.direct], take their arrays through `conv_operands`
+(or `transpose_operands`), so they accept and refuse exactly the same
+calls with the same messages. Only `im2col_conv._validation` and
+[`im2col_conv.geometry`][im2col_conv.geometry] sit below this module.
 """
 
 from __future__ import annotations
@@ -64,12 +64,13 @@ class ConvOperands(NamedTuple):
         Cast to ``compute``.
     geometry : ConvGeometry
         For a transposed convolution, the geometry of the convolution whose
-        input gradient it is (see :meth:`ConvGeometry.for_transpose`).
+        input gradient it is (see
+        [`ConvGeometry.for_transpose`][im2col_conv.geometry.ConvGeometry.for_transpose]).
     groups : int
     unbatched : bool
         Whether ``x`` was given without its batch axis.
     dtype : numpy.dtype
-        The dtype of the results (see :mod:`im2col_conv._dtypes`).
+        The dtype of the results (see `im2col_conv._dtypes`).
     compute : numpy.dtype
         The dtype the call computes in; its results convert to ``dtype``
         exactly for integers.
@@ -142,7 +143,7 @@ def conv_operands(
     """Check the operands of a convolution and build its geometry.
 
     ``grad_output``, when given, takes part in the dtypes (and the integer
-    bounds of the gradients); check its shape with :func:`grad_output_operand`.
+    bounds of the gradients); check its shape with `grad_output_operand`.
 
     Raises
     ------
@@ -192,7 +193,7 @@ def transpose_operands(
     Raises
     ------
     TypeError, ValueError
-        As :func:`conv_operands`, and for an ``output_padding`` that is not
+        As `conv_operands`, and for an ``output_padding`` that is not
         smaller than the stride or the dilation, or an empty output.
     OverflowError
         If an integer result could exceed its 64-bit type.

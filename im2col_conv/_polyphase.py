@@ -12,8 +12,8 @@ The split costs one strided pass over the input; the reductions and the
 col2im additions that follow, one per kernel offset, then run at full
 speed. For the col2im, each phase is the target of its own convolution of
 stride 1 along the last axis, whose kernel is the offsets of that residue
-(:func:`phase_geometries`), scattered by the convolution's
-:func:`~im2col_conv._lowering.scatter_blocks`, then written back in place
+(`phase_geometries`), scattered by the convolution's
+`scatter_blocks`, then written back in place
 (one more strided pass).
 """
 
@@ -31,9 +31,9 @@ from .geometry import ConvGeometry
 __all__ = ["MIN_SPLIT_WINDOWS", "Phase", "Reader", "phase_geometries", "scatter_by_phase", "splits"]
 
 Block = Callable[[int, tuple[int, ...]], NDArray[Any]]
-#: ``get(name, shape)``: a reusable buffer, as :meth:`~im2col_conv.workspace.Scratch.get`.
+#: ``get(name, shape)``: a reusable buffer, as [`get`][im2col_conv.workspace.Scratch.get].
 Buffers = Callable[[str, tuple[int, ...]], NDArray[Any]]
-#: The convolution's col2im, :func:`~im2col_conv._lowering.scatter_blocks`, handed in by the
+#: The convolution's col2im, `scatter_blocks`, handed in by the
 #: caller so that this module stays below the lowering in the package's layers.
 Scatter = Callable[..., NDArray[Any]]
 
@@ -54,7 +54,7 @@ def _length(size: int, residue: int, stride: int) -> int:
 
 
 class Reader:
-    """Reads the rows of a tile's column matrix, from its phases when :func:`splits`.
+    """Reads the rows of a tile's column matrix, from its phases when `splits`.
 
     Parameters
     ----------
@@ -113,7 +113,7 @@ class Phase(NamedTuple):
 
 
 def phase_geometries(geometry: ConvGeometry) -> list[Phase]:
-    """One :class:`Phase` per residue that some kernel offset reads."""
+    """One `Phase` per residue that some kernel offset reads."""
     width, k = geometry.input_size[-1], geometry.kernel_size[-1]
     s, d, before = geometry.stride[-1], geometry.dilation[-1], geometry.padding[-1][0]
     by_residue: dict[int, list[int]] = {}

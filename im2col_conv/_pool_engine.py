@@ -5,16 +5,16 @@ multiplying it by a weight: the maximum of each column for max pooling,
 the sum divided by the window's divisor for average pooling. Row block
 ``k`` of the column matrix (kernel offset ``k``) is a strided slice of the
 input, so the forward pass folds the rows in one slice at a time into the
-output (:func:`~im2col_conv._pool_windows.offset_boxes` says where each
+output (`offset_boxes` says where each
 reads), and never copies the column matrix or pads the input.
 
 The backward pass is the transposed map: build the gradient of each row
 block (for max pooling the output gradient where that offset won, else 0;
 for average pooling the output gradient over the divisor, the same for
 every row) and add it back onto the input with the convolution's col2im,
-:func:`~im2col_conv._lowering.scatter_blocks`, one offset at a time.
+`scatter_blocks`, one offset at a time.
 
-Work is cut into tiles by :func:`~im2col_conv.workspace.plan_tiles`, as for
+Work is cut into tiles by [`plan_tiles`][im2col_conv.workspace.plan_tiles], as for
 the convolution, so that the temporaries of a call stay within its
 workspace whatever the batch and image size.
 """
@@ -227,7 +227,7 @@ def _read(geometry: ConvGeometry, out: tuple[int, ...]) -> int:
 def _input_bytes(
     c: int, geometry: ConvGeometry, samples: int, out: tuple[int, ...], dtype: np.dtype[Any]
 ) -> int:
-    """Bytes of a tile's input split into phases (:class:`~im2col_conv._polyphase.Reader`)."""
+    """Bytes of a tile's input split into phases (`Reader`)."""
     return samples * c * _read(geometry, out) * dtype.itemsize if splits(geometry) else 0
 
 
@@ -340,7 +340,7 @@ def offsets_by_recomputing(x: NDArray[Any], geometry: ConvGeometry) -> OffsetSou
 
 
 def offsets_from_kept(kept: NDArray[Any]) -> OffsetSource:
-    """Winning offsets of a tile read from those :func:`max_forward` kept."""
+    """Winning offsets of a tile read from those `max_forward` kept."""
 
     def write(tile: Tile, out: NDArray[Any]) -> None:
         np.copyto(out, _tile(kept, tile))

@@ -1,12 +1,12 @@
 """Window arithmetic of pooling: PyTorch's output sizes, and where each kernel offset reads.
 
 A pooling window is a convolution's receptive field, so a pooling call is
-described by a :class:`~im2col_conv.geometry.ConvGeometry`. Two of PyTorch's
+described by a [`ConvGeometry`][im2col_conv.geometry.ConvGeometry]. Two of PyTorch's
 rules need care:
 
 - ``ceil_mode`` rounds the output size up, but drops a last window that
   would start in the right padding. The extra windows read past the padded
-  input; :func:`pool_geometry` expresses them as extra *after*-padding, so
+  input; `pool_geometry` expresses them as extra *after*-padding, so
   the geometry's ``padding`` is ``(p, p + extra)`` per dimension and its
   ``output_size`` is PyTorch's. Padding, real or extra, never wins a
   maximum and is never summed; only ``count_include_pad`` counts the real
@@ -14,7 +14,7 @@ rules need care:
 - Row ``k`` of the column matrix (kernel offset ``k``) reads
   ``x[o * stride + k * dilation - p]``. The output positions ``o`` for which
   that lies in the input form a box, and the input positions it reads a
-  strided box: :func:`offset_boxes` lists both per offset, so the kernels
+  strided box: `offset_boxes` lists both per offset, so the kernels
   reduce the column matrix one row at a time, straight from the input,
   without padding it.
 
@@ -149,7 +149,7 @@ def offset_boxes(geometry: ConvGeometry) -> tuple[OffsetBox, ...]:
 def window_boxes(geometry: ConvGeometry) -> list[tuple[tuple[int, ...], tuple[slice, ...]]]:
     """Every output position with the input box its (undilated) window reads, padding left out.
 
-    The transposed view of :func:`offset_boxes`, for calls with fewer
+    The transposed view of `offset_boxes`, for calls with fewer
     windows than kernel offsets (global pooling), where a loop over windows
     is the shorter one.
     """
@@ -221,7 +221,7 @@ def to_flat_indices(
     """Write the flat input-plane index each offset index points at into ``out``.
 
     ``offsets`` covers the output positions ``window`` (leading axes, as in
-    a :class:`~im2col_conv.workspace.Tile`) of the call's ``geometry``; -1
+    a [`Tile`][im2col_conv.workspace.Tile]) of the call's ``geometry``; -1
     stays -1.
     """
     planes = _planes(geometry)
@@ -240,7 +240,7 @@ def to_flat_indices(
 def offsets_from_indices(
     geometry: ConvGeometry, window: tuple[slice, ...], indices: NDArray[Any], out: NDArray[Any]
 ) -> None:
-    """Inverse of :func:`to_flat_indices`: the kernel offset at which each window reads its index.
+    """Inverse of `to_flat_indices`: the kernel offset at which each window reads its index.
 
     Raises
     ------

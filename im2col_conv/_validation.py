@@ -63,7 +63,7 @@ def as_int(value: object, name: str) -> int:
 
 
 def nonzero_int(value: object, name: str) -> int:
-    """:func:`as_int`, also refusing 0.
+    """`as_int`, also refusing 0.
 
     Raises
     ------
@@ -79,7 +79,7 @@ def nonzero_int(value: object, name: str) -> int:
 
 
 def positive_int(value: object, name: str) -> int:
-    """:func:`as_int`, also refusing values below 1.
+    """`as_int`, also refusing values below 1.
 
     Raises
     ------

@@ -40,7 +40,8 @@ __all__ = ["Columns", "ConvGrads", "conv", "conv_backward", "conv_forward", "con
 class Columns(NamedTuple):
     """The column matrix of one forward pass, kept so the backward pass need not rebuild it.
 
-    Returned by :func:`conv_forward` and accepted by :func:`conv_backward`.
+    Returned by [`conv_forward`][im2col_conv.convolution.conv_forward] and accepted by
+    [`conv_backward`][im2col_conv.convolution.conv_backward].
     Holding it costs ``prod(kernel)`` times the memory of the input.
 
     Attributes
@@ -84,7 +85,7 @@ def _convert(y: NDArray[Any], dtype: np.dtype[Any]) -> NDArray[Any]:
     return converted.reshape(y.shape)
 
 
-#: Bytes converted at a time by :func:`_convert`.
+#: Bytes converted at a time by `_convert`.
 _CONVERT_SLICE = 64 << 10
 
 
@@ -138,10 +139,10 @@ def conv(
     Returns
     -------
     ndarray, shape (N, C_out, *out_spatial) or (C_out, *out_spatial)
-        ``out_spatial`` is given by :func:`output_size`. Integers and bools
+        ``out_spatial`` is given by `output_size`. Integers and bools
         give exact results accumulated in 64 bits (``int64``, or ``uint64``
         for unsigned operands); floats and complex numbers follow
-        :func:`numpy.result_type`; ``float16`` is computed in ``float32``.
+        `numpy.result_type`; ``float16`` is computed in ``float32``.
 
     Raises
     ------
@@ -178,9 +179,10 @@ def conv_forward(
     dilation: IntOrTuple = 1,
     groups: int = 1,
 ) -> tuple[NDArray[Any], Columns]:
-    """:func:`conv`, also returning the column matrix for :func:`conv_backward`.
+    """[`conv`][im2col_conv.convolution.conv], also returning the column matrix for
+    [`conv_backward`][im2col_conv.convolution.conv_backward].
 
-    Parameters are those of :func:`conv`. The whole column matrix is kept,
+    Parameters are those of [`conv`][im2col_conv.convolution.conv]. The whole column matrix is kept,
     ``prod(kernel)`` times the size of ``input``, so no workspace limit applies.
 
     Returns
@@ -256,19 +258,20 @@ def conv_backward(
     weight : array_like, shape (C_out, C_in // groups, *kernel)
         The forward kernel.
     stride, padding, dilation, groups
-        As given to :func:`conv`.
+        As given to [`conv`][im2col_conv.convolution.conv].
     columns : Columns, optional
-        The column matrix returned by :func:`conv_forward` for this ``input``;
+        The column matrix returned by [`conv_forward`][im2col_conv.convolution.conv_forward] for this
+        ``input``;
         if given, ``input`` is not lowered again.
     workspace : int, optional
         Bound in bytes on the temporary memory of the call (default 64 MiB),
-        as for :func:`conv`.
+        as for [`conv`][im2col_conv.convolution.conv].
 
     Returns
     -------
     ConvGrads
         ``(input, weight, bias)`` gradients, shaped like ``input``, ``weight``
-        and ``(C_out,)``, of the dtype :func:`conv` gives for
+        and ``(C_out,)``, of the dtype [`conv`][im2col_conv.convolution.conv] gives for
         ``grad_output``, ``input`` and ``weight``. For complex operands they
         follow PyTorch's convention: ``grad_input = col2im(conj(W)^T @ delta)``,
         ``grad_weight = delta @ conj(cols)^T``.
@@ -276,7 +279,7 @@ def conv_backward(
     Raises
     ------
     TypeError, ValueError, OverflowError
-        As for :func:`conv`, and if ``grad_output`` does not have the forward
+        As for [`conv`][im2col_conv.convolution.conv], and if ``grad_output`` does not have the forward
         output's shape.
 
     Examples
@@ -322,13 +325,14 @@ def conv_transpose(
     *,
     workspace: int = DEFAULT_WORKSPACE,
 ) -> NDArray[Any]:
-    """Transposed convolution: the input-gradient map of :func:`conv`, applied to ``input``.
+    """Transposed convolution: the input-gradient map of [`conv`][im2col_conv.convolution.conv], applied
+    to ``input``.
 
     Follows PyTorch's ``conv_transpose{1,2,3}d``: each spatial output size is
     ``(in - 1) * stride - pad_before - pad_after + dilation * (k - 1) + output_padding + 1``.
     Arguments and their order are PyTorch's (``groups`` before ``dilation``).
     Computed as ``col2im(weight^T @ input)``, the same GEMM and scatter-add as the
-    input gradient of :func:`conv_backward`.
+    input gradient of [`conv_backward`][im2col_conv.convolution.conv_backward].
 
     Parameters
     ----------
@@ -352,7 +356,7 @@ def conv_transpose(
     Returns
     -------
     ndarray, shape (N, C_out, *out_spatial) or (C_out, *out_spatial)
-        Of the dtype :func:`conv` gives for the same operands.
+        Of the dtype [`conv`][im2col_conv.convolution.conv] gives for the same operands.
 
     Raises
     ------

@@ -5,11 +5,11 @@ two implementations of it are equal exactly when their coefficients are; the
 coefficients are read off by applying each implementation to basis vectors
 in int64, so there is no tolerance and no rounding anywhere. For one geometry
 (input size, kernel size, stride, padding, dilation, groups and channel
-counts) :func:`prove_geometry` checks six identities:
+counts) [`prove_geometry`][im2col_conv.equivalence.prove_geometry] checks six identities:
 
 1. ``im2col`` is the 0/1 selection matrix ``P`` whose row ``(c, k, l)`` picks
    input entry ``(c, l * stride + k * dilation - pad_before)``, written down
-   here from index arithmetic alone (:func:`selection_matrix`);
+   here from index arithmetic alone ([`selection_matrix`][im2col_conv.equivalence.selection_matrix]);
 2. ``col2im`` is ``P^T``: scatter-add is the adjoint of the gather;
 3. forward, formula (4): the coefficient of every
    ``weight[o, i, *k] * x[c, *s]`` in every ``y[o, *p]`` is the same for
@@ -78,7 +78,8 @@ _INT = np.int64
 
 
 class ForwardFn(Protocol):
-    """Signature shared by :func:`im2col_conv.conv` and :func:`im2col_conv.direct.conv`."""
+    """Signature shared by [`im2col_conv.conv`][im2col_conv.convolution.conv] and
+    [`im2col_conv.direct.conv`][im2col_conv.direct.formulas.conv]."""
 
     def __call__(
         self,
@@ -164,7 +165,8 @@ def selection_matrix(geometry: ConvGeometry, channels: int = 1) -> sp.csr_array:
 def im2col_matrix(
     geometry: ConvGeometry, channels: int = 1, padding: PaddingLike | None = None
 ) -> sp.csr_array:
-    """The matrix of :func:`im2col_conv.im2col`, read off by applying it to the identity.
+    """The matrix of [`im2col_conv.im2col`][im2col_conv.lowering.im2col], read off by applying it to the
+    identity.
 
     Parameters
     ----------
@@ -197,14 +199,15 @@ def im2col_matrix(
 def col2im_matrix(
     geometry: ConvGeometry, channels: int = 1, padding: PaddingLike | None = None
 ) -> sp.csr_array:
-    """The matrix of :func:`im2col_conv.col2im`, read off by applying it to the identity.
+    """The matrix of [`im2col_conv.col2im`][im2col_conv.lowering.col2im], read off by applying it to the
+    identity.
 
     Parameters
     ----------
     geometry : ConvGeometry
     channels : int, optional
     padding : padding argument, optional
-        As for :func:`im2col_matrix`.
+        As for [`im2col_matrix`][im2col_conv.equivalence.im2col_matrix].
 
     Returns
     -------
@@ -239,7 +242,7 @@ def col2im_matrix(
 
 @dataclass(frozen=True)
 class Identity:
-    """One identity checked by :func:`prove_geometry`.
+    """One identity checked by [`prove_geometry`][im2col_conv.equivalence.prove_geometry].
 
     Attributes
     ----------
@@ -270,7 +273,7 @@ class Identity:
 
 @dataclass(frozen=True)
 class Proof:
-    """The outcome of :func:`prove_geometry` for one geometry.
+    """The outcome of [`prove_geometry`][im2col_conv.equivalence.prove_geometry] for one geometry.
 
     Attributes
     ----------
@@ -494,18 +497,19 @@ def prove_geometry(
     """Prove, exactly, that both formulations compute the same maps for one geometry.
 
     Checks the six identities listed in the module docstring, comparing
-    :func:`im2col_conv.conv` and :func:`im2col_conv.conv_backward` (the
+    [`im2col_conv.conv`][im2col_conv.convolution.conv] and
+    [`im2col_conv.conv_backward`][im2col_conv.convolution.conv_backward] (the
     im2col/col2im formulation) with a candidate, by default the document's
-    direct method (:mod:`im2col_conv.direct`). All arithmetic is int64, so a
+    direct method ([`im2col_conv.direct`][im2col_conv.direct]). All arithmetic is int64, so a
     held identity is a proof for this geometry.
 
     Parameters
     ----------
     input_size, kernel_size : int or sequence of int
         Spatial sizes; the number of dimensions is taken as by
-        :meth:`ConvGeometry.create`.
+        [`ConvGeometry.create`][im2col_conv.geometry.ConvGeometry.create].
     stride, padding, dilation : optional
-        As for :func:`im2col_conv.conv`; ``padding`` is passed to every
+        As for [`im2col_conv.conv`][im2col_conv.convolution.conv]; ``padding`` is passed to every
         function as given.
     groups : int, optional
         Default 1.
@@ -659,7 +663,8 @@ def prove_geometry(
 
 @dataclass(frozen=True)
 class SweepCase:
-    """One geometry of the sweep: the arguments of :func:`prove_geometry`."""
+    """One geometry of the sweep: the arguments of
+    [`prove_geometry`][im2col_conv.equivalence.prove_geometry]."""
 
     input_size: tuple[int, ...]
     kernel_size: tuple[int, ...]
@@ -671,7 +676,7 @@ class SweepCase:
     out_channels: int
 
     def prove(self) -> Proof:
-        """Run :func:`prove_geometry` on this geometry."""
+        """Run [`prove_geometry`][im2col_conv.equivalence.prove_geometry] on this geometry."""
         return prove_geometry(
             self.input_size,
             self.kernel_size,
@@ -848,7 +853,7 @@ def compare_float64(
     size, kernel_size : tuple of int, optional
         Spatial sizes of the input and the kernel (default 32x32 and 3x3).
     stride, padding, dilation, groups : optional
-        As for :func:`im2col_conv.conv`.
+        As for [`im2col_conv.conv`][im2col_conv.convolution.conv].
     seed : int, optional
         Seed of the standard-normal data.
 

@@ -3,7 +3,7 @@
 Everything about *where* a convolution reads lives here: turning the user's
 ``stride``/``padding``/``dilation`` arguments into per-dimension tuples,
 checking them, and computing output sizes. The lowering and the matrix
-products never look at the raw arguments, only at a :class:`ConvGeometry`.
+products never look at the raw arguments, only at a [`ConvGeometry`][im2col_conv.geometry.ConvGeometry].
 """
 
 from __future__ import annotations
@@ -106,7 +106,8 @@ def normalize_padding(
 class ConvGeometry:
     """Where every window of a convolution reads, per spatial dimension.
 
-    Build it with :meth:`ConvGeometry.create`, which validates the arguments;
+    Build it with [`ConvGeometry.create`][im2col_conv.geometry.ConvGeometry.create], which validates the
+    arguments;
     the constructor trusts its inputs.
 
     Attributes
@@ -197,7 +198,8 @@ class ConvGeometry:
         entries per dimension (PyTorch's rule). The returned geometry is the
         forward convolution from that output size back to ``input_size``
         windows: its ``input_size`` is the transposed output size, and its
-        window grid is ``input_size`` (one more than :attr:`output_size` in a
+        window grid is ``input_size`` (one more than
+        [`output_size`][im2col_conv.geometry.ConvGeometry.output_size] in a
         dimension where ``output_padding`` reaches a new window's start).
 
         Raises
@@ -277,8 +279,10 @@ class ConvGeometry:
         Parameters
         ----------
         grid_size : sequence of int, optional
-            Windows per dimension; default :attr:`output_size`. The positions
-            past the reach of the output grid are the :attr:`leftover`.
+            Windows per dimension; default
+            [`output_size`][im2col_conv.geometry.ConvGeometry.output_size]. The positions
+            past the reach of the output grid are the
+            [`leftover`][im2col_conv.geometry.ConvGeometry.leftover].
         """
         grid = self.output_size if grid_size is None else grid_size
         return tuple((g - 1) * s + e for g, s, e in zip(grid, self.stride, self.kernel_extent))
@@ -393,7 +397,7 @@ def padding_spec(padding: PaddingLike, ndim: int) -> str | tuple[tuple[int, int]
     Raises
     ------
     TypeError, ValueError
-        As :func:`normalize_padding`.
+        As [`normalize_padding`][im2col_conv.geometry.normalize_padding].
 
     Examples
     --------

@@ -1,11 +1,11 @@
 """im2col and col2im: receptive fields to columns and back, in PyTorch's layouts.
 
-:func:`im2col` copies every receptive field of the (padded) input into one
+[`im2col`][im2col_conv.lowering.im2col] copies every receptive field of the (padded) input into one
 column of a matrix, so that a convolution becomes a single matrix product
-(``torch.nn.functional.unfold``). :func:`col2im` is its adjoint: it adds every
+(``torch.nn.functional.unfold``). [`col2im`][im2col_conv.lowering.col2im] is its adjoint: it adds every
 entry of a column matrix back onto the input position it was read from
 (``torch.nn.functional.fold``). Both work for any number of spatial
-dimensions; the kernels they run are in :mod:`im2col_conv._lowering`.
+dimensions; the kernels they run are in `im2col_conv._lowering`.
 """
 
 from __future__ import annotations
@@ -115,14 +115,14 @@ def col2im(
     """Scatter-add columns back onto the image positions they were read from.
 
     The arguments and their order are those of ``torch.nn.functional.fold``.
-    The exact adjoint of :func:`im2col`: for every ``x`` and ``c`` of matching
+    The exact adjoint of [`im2col`][im2col_conv.lowering.im2col]: for every ``x`` and ``c`` of matching
     shapes, ``sum(im2col(x, ...) * c) == sum(x * col2im(c, ...))``. Entries
     that several windows share receive the sum of their columns' values.
 
     Parameters
     ----------
     input : array_like, shape (N, C * prod(kernel_size), L) or (C * prod(kernel_size), L)
-        Column matrix in :func:`im2col`'s layout.
+        Column matrix in [`im2col`][im2col_conv.lowering.im2col]'s layout.
     output_size : int or sequence of int
         Spatial size of the image to rebuild (without padding).
     kernel_size : int or sequence of int
@@ -132,13 +132,13 @@ def col2im(
     dilation, stride : int or sequence of int, optional
         Per-dimension kernel dilation and stride (default 1).
     padding : str, int, sequence of int or of (int, int), optional
-        As for :func:`im2col`; padded positions are discarded.
+        As for [`im2col`][im2col_conv.lowering.im2col]; padded positions are discarded.
 
     Returns
     -------
     ndarray, shape (N, C, *output_size) or (C, *output_size)
         A new array. Sums of integers and bools are exact: they accumulate in
-        ``int64`` (``uint64`` for unsigned inputs), like :func:`numpy.sum`;
+        ``int64`` (``uint64`` for unsigned inputs), like `numpy.sum`;
         ``float16`` sums in ``float32`` and is rounded once.
 
     Raises

@@ -1,13 +1,14 @@
-"""Pooling layers for hand-written training loops, in the style of :class:`~im2col_conv.layer.Conv`.
+"""Pooling layers for hand-written training loops, in the style of [`Conv`][im2col_conv.layer.Conv].
 
-:class:`MaxPool` and :class:`AvgPool` hold their window arguments, run the
-forward of :func:`~im2col_conv.pooling.max_pool` or
-:func:`~im2col_conv.pooling.avg_pool`, keep what the backward needs, and
-return the input gradient from :meth:`backward`. They have no parameters.
+[`MaxPool`][im2col_conv.pool_layers.MaxPool] and [`AvgPool`][im2col_conv.pool_layers.AvgPool] hold their
+window arguments, run the
+forward of [`max_pool`][im2col_conv.pooling.max_pool] or
+[`avg_pool`][im2col_conv.pooling.avg_pool], keep what the backward needs, and
+return the input gradient from `backward`. They have no parameters.
 
-:class:`MaxPool` keeps the winning kernel offset of every window, one byte
+[`MaxPool`][im2col_conv.pool_layers.MaxPool] keeps the winning kernel offset of every window, one byte
 each for kernels of up to 127 elements, rather than PyTorch's eight-byte
-flat indices; :class:`AvgPool` keeps only the input's shape.
+flat indices; [`AvgPool`][im2col_conv.pool_layers.AvgPool] keeps only the input's shape.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ class _Pool:
         return kept, grad
 
     def clear(self) -> None:
-        """Drop what the last :meth:`forward` kept."""
+        """Drop what the last `forward` kept."""
         self._pass = None
 
 
@@ -106,13 +107,13 @@ class MaxPool(_Pool):
 
     The number of spatial dimensions ``d`` is ``len(kernel_size)``, or
     ``ndim`` (default 2) for an int ``kernel_size``, as for
-    :class:`~im2col_conv.layer.Conv`. Inputs are ``(N, C, *spatial)`` or
+    [`Conv`][im2col_conv.layer.Conv]. Inputs are ``(N, C, *spatial)`` or
     ``(C, *spatial)`` with ``d`` spatial dimensions and keep their dtype.
 
     Parameters
     ----------
     kernel_size, stride, padding, dilation, ceil_mode
-        As for :func:`~im2col_conv.pooling.max_pool`.
+        As for [`max_pool`][im2col_conv.pooling.max_pool].
     ndim : int, optional
         Number of spatial dimensions when ``kernel_size`` is an int.
     workspace : int, optional
@@ -150,12 +151,13 @@ class MaxPool(_Pool):
         return f"MaxPool({self._arguments()}, dilation={self.dilation})"
 
     def forward(self, x: ArrayLike) -> NDArray[Any]:
-        """Max-pool ``x`` and keep every window's winner for :meth:`backward`.
+        """Max-pool ``x`` and keep every window's winner for
+        [`backward`][im2col_conv.pool_layers.MaxPool.backward].
 
         Raises
         ------
         TypeError, ValueError
-            As :func:`~im2col_conv.pooling.max_pool`.
+            As [`max_pool`][im2col_conv.pooling.max_pool].
         """
         array = _input(x, "x", ordered=True)
         call = self._call(array.shape)
@@ -166,12 +168,14 @@ class MaxPool(_Pool):
     __call__ = forward
 
     def backward(self, grad_output: ArrayLike) -> NDArray[Any]:
-        """``dL/dx`` for the last :meth:`forward`, of ``grad_output``'s dtype.
+        """``dL/dx`` for the last [`forward`][im2col_conv.pool_layers.MaxPool.forward], of
+        ``grad_output``'s dtype.
 
         Raises
         ------
         RuntimeError
-            If :meth:`forward` has not been called since construction or :meth:`clear`.
+            If [`forward`][im2col_conv.pool_layers.MaxPool.forward] has not been called since
+            construction or [`clear`][im2col_conv.pool_layers.MaxPool.clear].
         ValueError
             If ``grad_output`` does not have the last output's shape.
         """
@@ -186,13 +190,13 @@ class MaxPool(_Pool):
 class AvgPool(_Pool):
     """N-D average pooling layer: ``torch.nn.AvgPool1d/2d/3d`` with a col2im backward.
 
-    Dimensions and input forms as for :class:`MaxPool`. Integer inputs give
-    float64 outputs, as in :func:`~im2col_conv.pooling.avg_pool`.
+    Dimensions and input forms as for [`MaxPool`][im2col_conv.pool_layers.MaxPool]. Integer inputs give
+    float64 outputs, as in [`avg_pool`][im2col_conv.pooling.avg_pool].
 
     Parameters
     ----------
     kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
-        As for :func:`~im2col_conv.pooling.avg_pool`.
+        As for [`avg_pool`][im2col_conv.pooling.avg_pool].
     ndim : int, optional
         Number of spatial dimensions when ``kernel_size`` is an int.
     workspace : int, optional
@@ -236,12 +240,12 @@ class AvgPool(_Pool):
         return self.count_include_pad, self.divisor_override
 
     def forward(self, x: ArrayLike) -> NDArray[Any]:
-        """Average-pool ``x`` and keep its shape for :meth:`backward`.
+        """Average-pool ``x`` and keep its shape for [`backward`][im2col_conv.pool_layers.AvgPool.backward].
 
         Raises
         ------
         TypeError, ValueError
-            As :func:`~im2col_conv.pooling.avg_pool`.
+            As [`avg_pool`][im2col_conv.pooling.avg_pool].
         """
         array = _input(x, "x", ordered=False)
         call = self._call(array.shape)
@@ -255,12 +259,14 @@ class AvgPool(_Pool):
     __call__ = forward
 
     def backward(self, grad_output: ArrayLike) -> NDArray[Any]:
-        """``dL/dx`` for the last :meth:`forward`, of ``grad_output``'s dtype (float64 for integers).
+        """``dL/dx`` for the last [`forward`][im2col_conv.pool_layers.AvgPool.forward], of
+        ``grad_output``'s dtype (float64 for integers).
 
         Raises
         ------
         RuntimeError
-            If :meth:`forward` has not been called since construction or :meth:`clear`.
+            If [`forward`][im2col_conv.pool_layers.AvgPool.forward] has not been called since
+            construction or [`clear`][im2col_conv.pool_layers.AvgPool.clear].
         ValueError
             If ``grad_output`` does not have the last output's shape.
         """

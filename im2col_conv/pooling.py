@@ -1,20 +1,20 @@
 """Max and average pooling on the column matrix, N-D, with a col2im backward.
 
 Pooling reads the same windows as a convolution: the column matrix of
-:func:`~im2col_conv.lowering.im2col`. Instead of multiplying it by a
+[`im2col`][im2col_conv.lowering.im2col]. Instead of multiplying it by a
 weight, max pooling takes the maximum of every column over the kernel rows
 of each channel, and average pooling their mean; the backward passes send
 each output gradient back through the rows it came from with the same
 col2im scatter-add as the convolution's backward. The column matrix is
 never materialised: its rows are strided slices of the input, reduced one
-kernel offset at a time (see :mod:`im2col_conv._pool_engine`).
+kernel offset at a time (see `im2col_conv._pool_engine`).
 
 The functions follow PyTorch's ``torch.nn.functional`` pooling functions,
 argument for argument, in any number of spatial dimensions. The number of
 spatial dimensions ``d`` is ``len(kernel_size)`` when ``kernel_size`` is a
 sequence, which also allows an unbatched ``(C, *spatial)`` input; with an
 int ``kernel_size`` the input is taken as batched and ``d = input.ndim - 2``
-(the rule of :func:`~im2col_conv.lowering.im2col`).
+(the rule of [`im2col`][im2col_conv.lowering.im2col]).
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def max_pool(
     Returns
     -------
     output : ndarray, shape (N, C, *out) or (C, *out)
-    indices : ndarray of int64, same shape, only with ``return_indices``
+    indices : ndarray of int64, same shape, only with return_indices
         Flat index of the winner in its input plane (row-major over
         ``spatial``), as PyTorch's. Ties go to the first maximum in window
         order (row-major); a NaN beats every number, and the last NaN of
@@ -188,7 +188,7 @@ def max_pool_backward(
     indices: ArrayLike | None = None,
     workspace: int = DEFAULT_WORKSPACE,
 ) -> NDArray[Any]:
-    """Gradient of :func:`max_pool` with respect to its input.
+    """Gradient of [`max_pool`][im2col_conv.pooling.max_pool] with respect to its input.
 
     Each window's output gradient goes to the position that won its
     maximum; positions that win several overlapping windows receive the
@@ -211,13 +211,13 @@ def max_pool_backward(
 
     Returns
     -------
-    ndarray, shape of ``input``
+    ndarray, shape of input
         ``dL/dinput``, of ``grad_output``'s dtype.
 
     Raises
     ------
     TypeError, ValueError
-        As :func:`max_pool`; also if ``grad_output`` or ``indices`` has the
+        As [`max_pool`][im2col_conv.pooling.max_pool]; also if ``grad_output`` or ``indices`` has the
         wrong shape, or an index is not in its window.
 
     Examples
@@ -277,7 +277,7 @@ def avg_pool(
         float64 and give a float64 result (PyTorch refuses most integer
         dtypes and rounds int64 means towards zero).
     kernel_size, stride, padding, ceil_mode
-        As for :func:`max_pool`; padded positions add zero.
+        As for [`max_pool`][im2col_conv.pooling.max_pool]; padded positions add zero.
     count_include_pad : bool, optional
         Divide by the number of window positions in the input and its
         padding (default) or in the input only. A ``ceil_mode`` window's
@@ -296,7 +296,7 @@ def avg_pool(
     Raises
     ------
     TypeError, ValueError
-        As :func:`max_pool`, and for a zero ``divisor_override``.
+        As [`max_pool`][im2col_conv.pooling.max_pool], and for a zero ``divisor_override``.
 
     Examples
     --------
@@ -332,7 +332,7 @@ def avg_pool_backward(
     *,
     workspace: int = DEFAULT_WORKSPACE,
 ) -> NDArray[Any]:
-    """Gradient of :func:`avg_pool` with respect to its input.
+    """Gradient of [`avg_pool`][im2col_conv.pooling.avg_pool] with respect to its input.
 
     Average pooling is linear, so its gradient needs the input's shape
     only: every position receives, from each window that reads it, that
@@ -352,13 +352,13 @@ def avg_pool_backward(
 
     Returns
     -------
-    ndarray, shape ``input_shape``
+    ndarray, shape input_shape
         ``dL/dinput``, of ``grad_output``'s dtype, or float64 if it is integer.
 
     Raises
     ------
     TypeError, ValueError
-        As :func:`avg_pool`; also if ``grad_output`` has the wrong shape.
+        As [`avg_pool`][im2col_conv.pooling.avg_pool]; also if ``grad_output`` has the wrong shape.
 
     Examples
     --------

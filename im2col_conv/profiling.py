@@ -2,8 +2,8 @@
 
 The engines mark their kinds of work (the lowering copy, the matrix
 products, the col2im additions, and pooling's reductions over the kernel
-offsets) with :func:`phase`. Nothing is timed unless
-a :func:`record_phases` block is open in the calling thread or task, so the
+offsets) with [`phase`][im2col_conv.profiling.phase]. Nothing is timed unless
+a [`record_phases`][im2col_conv.profiling.record_phases] block is open in the calling thread or task, so the
 marks cost one context-variable look-up each otherwise.
 
 Examples
@@ -39,7 +39,7 @@ def record_phases() -> Iterator[dict[str, float]]:
     Yields
     ------
     dict of str to float
-        Filled as the calls run: seconds spent in each of :data:`PHASES`
+        Filled as the calls run: seconds spent in each of [`PHASES`][im2col_conv.profiling.PHASES]
         that occurred. Time outside the phases (checks, allocation, the
         batch-first transposes) is the call's total minus their sum.
     """

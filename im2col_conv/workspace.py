@@ -7,10 +7,13 @@ too large for that a band of output rows at a time, so that the temporaries
 of one call stay within a *workspace* limit whatever the batch and image
 size, and, in the common case, within the processor's cache.
 
-This module owns that decision: the budget (:data:`DEFAULT_WORKSPACE`,
-:data:`CACHE_BYTES`, :data:`RESERVED_BYTES`, :data:`MIN_TILE_BYTES`), the
-plan (:func:`plan_tiles`, :func:`batch_chunks`, :class:`Tile`) and the
-buffers a plan's tiles share (:class:`Scratch`).
+This module owns that decision: the budget ([`DEFAULT_WORKSPACE`][im2col_conv.workspace.DEFAULT_WORKSPACE],
+[`CACHE_BYTES`][im2col_conv.workspace.CACHE_BYTES],
+[`RESERVED_BYTES`][im2col_conv.workspace.RESERVED_BYTES],
+[`MIN_TILE_BYTES`][im2col_conv.workspace.MIN_TILE_BYTES]), the
+plan ([`plan_tiles`][im2col_conv.workspace.plan_tiles],
+[`batch_chunks`][im2col_conv.workspace.batch_chunks], [`Tile`][im2col_conv.workspace.Tile]) and the
+buffers a plan's tiles share ([`Scratch`][im2col_conv.workspace.Scratch]).
 """
 
 from __future__ import annotations
@@ -156,9 +159,9 @@ class Tile(NamedTuple):
 class TilePlan:
     """The tiles of one call, made one at a time as they are visited.
 
-    A plan of many small tiles would otherwise hold a :class:`Tile` (and its
+    A plan of many small tiles would otherwise hold a [`Tile`][im2col_conv.workspace.Tile] (and its
     geometry) per tile for the whole call. Iterate over it for the tiles, in
-    order; :attr:`whole` tells whether every tile holds whole samples.
+    order; `whole` tells whether every tile holds whole samples.
 
     Attributes
     ----------
@@ -214,7 +217,7 @@ def plan_tiles(
 ) -> TilePlan:
     """Cut a call's batch and output grid into tiles whose temporaries fit.
 
-    Whole samples are grouped as in :func:`batch_chunks` when one sample
+    Whole samples are grouped as in [`batch_chunks`][im2col_conv.workspace.batch_chunks] when one sample
     fits. Otherwise each sample is cut into bands of output rows along the
     first spatial axis; if a single row is still too large, into single rows
     along the first axis and bands along the second, and so on. Only a single

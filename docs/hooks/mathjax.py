@@ -13,8 +13,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from mkdocs.exceptions import PluginError
-
 #: The MathJax release the site is built with.
 MATHJAX = "mathjax@3.2.2"
 
@@ -23,6 +21,8 @@ _BUNDLE = _PREFIX / "node_modules" / "mathjax" / "es5"
 
 
 def on_pre_build(config: Any, **kwargs: Any) -> None:
+    from mkdocs.exceptions import PluginError
+
     if (_BUNDLE / "tex-mml-chtml.js").exists():
         return
     npm = shutil.which("npm")

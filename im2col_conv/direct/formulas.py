@@ -1,7 +1,7 @@
 """The direct method's formulas: (4) forward, (5) weight, (6) bias and (8) input gradient.
 
-Built from the steps of :mod:`im2col_conv.direct.steps`; arguments are
-checked by the same rules as :func:`im2col_conv.conv`, so both formulations
+Built from the steps of [`im2col_conv.direct.steps`][im2col_conv.direct.steps]; arguments are
+checked by the same rules as [`im2col_conv.conv`][im2col_conv.convolution.conv], so both formulations
 accept and refuse the same calls.
 """
 
@@ -55,7 +55,7 @@ def conv(
     ``z^l[d, i, j] = sum_c sum_m sum_n W[m, n, c, d] * z^{l-1}[c, i*s1 + m, j*s2 + n] + b[d]``,
     in any number of dimensions, computed as a stride-1 correlation of the
     padded input with the dilated kernel, of which every ``stride``-th window
-    is kept. Same arguments, results and errors as :func:`im2col_conv.conv`.
+    is kept. Same arguments, results and errors as [`im2col_conv.conv`][im2col_conv.convolution.conv].
 
     Parameters
     ----------
@@ -72,12 +72,12 @@ def conv(
     Returns
     -------
     ndarray, shape (N, C_out, *out_spatial) or (C_out, *out_spatial)
-        Of the dtype :func:`im2col_conv.conv` returns.
+        Of the dtype [`im2col_conv.conv`][im2col_conv.convolution.conv] returns.
 
     Raises
     ------
     TypeError, ValueError
-        As :func:`im2col_conv.conv`.
+        As [`im2col_conv.conv`][im2col_conv.convolution.conv].
 
     Examples
     --------
@@ -122,7 +122,8 @@ def conv_backward(
       ``dilation * (k - 1) + r`` after (``r`` rows past the last window, see
       below); the forward padding is cropped from the result.
 
-    Gradients are those of the summed loss, as in :func:`im2col_conv.conv_backward`:
+    Gradients are those of the summed loss, as in
+    [`im2col_conv.conv_backward`][im2col_conv.convolution.conv_backward]:
     nothing is divided by the batch size.
 
     Parameters
@@ -134,18 +135,19 @@ def conv_backward(
     weight : array_like, shape (C_out, C_in // groups, *kernel)
         The forward kernel.
     stride, padding, dilation, groups
-        As given to :func:`conv`.
+        As given to [`conv`][im2col_conv.direct.formulas.conv].
 
     Returns
     -------
     ConvGrads
         ``(input, weight, bias)``, shaped like ``x``, ``weight`` and
-        ``(C_out,)``, of the dtype :func:`im2col_conv.conv_backward` returns.
+        ``(C_out,)``, of the dtype [`im2col_conv.conv_backward`][im2col_conv.convolution.conv_backward]
+        returns.
 
     Raises
     ------
     TypeError, ValueError
-        As :func:`im2col_conv.conv_backward`.
+        As [`im2col_conv.conv_backward`][im2col_conv.convolution.conv_backward].
 
     Examples
     --------
