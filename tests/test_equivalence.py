@@ -11,8 +11,7 @@ import itertools
 import numpy as np
 import pytest
 
-from im2col_conv import direct
-from im2col_conv.conv import ConvGrads
+from im2col_conv import ConvGrads, direct
 from im2col_conv.equivalence import (
     col2im_matrix,
     compare_float64,
