@@ -36,25 +36,41 @@ gradients sum over the batch, so they are probed one basis pair at a time
 compares the two formulations in float64 on realistic random data.
 """
 
-from .cli import main
+from .cli import COVERAGE, main
+from .engine_proof import DEFAULT_PATHS, EnginePath, prove_engine
+from .engine_sweep import EngineCase, default_cases, exhaustive_cases
 from .floats import FloatComparison, compare_float64
 from .geometry_proof import prove_geometry
 from .matrices import col2im_matrix, im2col_matrix, selection_matrix
+from .normalisation import check_normalisation
 from .probing import BackwardFn, ForwardFn
+from .reference import Layout, ReferenceMaps
 from .results import Identity, Proof
 from .sweep import SweepCase, sweep_grid
+from .tagging import Tags
 
 __all__ = [
+    "COVERAGE",
+    "DEFAULT_PATHS",
     "BackwardFn",
+    "EngineCase",
+    "EnginePath",
     "FloatComparison",
     "ForwardFn",
     "Identity",
+    "Layout",
     "Proof",
+    "ReferenceMaps",
     "SweepCase",
+    "Tags",
+    "check_normalisation",
     "col2im_matrix",
     "compare_float64",
+    "default_cases",
+    "exhaustive_cases",
     "im2col_matrix",
     "main",
+    "prove_engine",
     "prove_geometry",
     "selection_matrix",
     "sweep_grid",
