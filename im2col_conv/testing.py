@@ -403,13 +403,17 @@ def channels_last(fn: Callable[..., Any], *, backward: bool = False) -> Callable
     return gradients if backward else forward
 
 
-def geometries(max_dims: int = 2, max_size: int = 5, max_channels: int = 2) -> Any:
+def geometries(
+    max_dims: int = 2, max_size: int = 5, max_channels: int = 2, *, dims: int | None = None
+) -> Any:
     """A Hypothesis strategy of small valid :class:`ConvCase` values (Hypothesis is imported here).
 
     Parameters
     ----------
     max_dims, max_size, max_channels : int, optional
         Most spatial dimensions, input size per dimension and channels per group.
+    dims : int, optional
+        Exactly this many spatial dimensions (e.g. 2 for a ``conv2d``).
 
     Returns
     -------
@@ -419,7 +423,7 @@ def geometries(max_dims: int = 2, max_size: int = 5, max_channels: int = 2) -> A
 
     @st.composite
     def cases(draw: Any) -> ConvCase:
-        ndim = draw(st.integers(1, max_dims))
+        ndim = draw(st.integers(1, max_dims)) if dims is None else dims
         size = tuple(draw(st.integers(1, max_size)) for _ in range(ndim))
         stride = tuple(draw(st.integers(1, 3)) for _ in range(ndim))
         dilation = tuple(draw(st.integers(1, 2)) for _ in range(ndim))
