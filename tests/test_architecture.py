@@ -35,9 +35,9 @@ LAYERS = {
     "layer": 5,
     "pool_layers": 5,
     "equivalence": 6,
-    "testing": 6,
-    "__init__": 7,
-    "__main__": 8,
+    "testing": 7,
+    "__init__": 8,
+    "__main__": 9,
 }
 
 IM2COL_PATH = {"_lowering", "lowering", "_engine", "workspace", "convolution"}
@@ -110,15 +110,15 @@ def test_the_scan_sees_relative_imports():
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_modules_and_functions_are_short(path):
-    if path.name == "equivalence.py":
-        pytest.xfail("the proof module is being split into a package")
     text = path.read_text(encoding="utf-8")
     assert text.count("\n") <= 420, f"{path.name} has {text.count(chr(10))} lines"
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             assert node.end_lineno is not None
-            length = node.end_lineno - node.lineno + 1
-            assert length <= 90, f"{path.name}: {node.name} has {length} lines"
+            # Code lines: from the first statement after the docstring to the end.
+            first = node.body[1] if ast.get_docstring(node) and len(node.body) > 1 else node.body[0]
+            length = node.end_lineno - first.lineno + 1
+            assert length <= 80, f"{path.name}: {node.name} has {length} lines"
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(PACKAGE)))
