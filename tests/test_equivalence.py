@@ -202,3 +202,18 @@ def test_float64_at_realistic_sizes_agrees_to_rounding():
     result = compare_float64(batch=8, in_channels=16, out_channels=32, size=(32, 32), stride=2, padding=1)
     assert result.worst < 1e-13
     assert str(result).startswith("float64 N=8, C 16->32")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (dict(groups=0), ValueError, r"groups must be >= 1, got 0"),
+        (dict(groups=2, in_channels=3), ValueError, r"groups=2 must divide both the input channels \(3\)"),
+        (dict(in_channels=0), ValueError, r"in_channels must be >= 1, got 0"),
+        (dict(input_size=0), ValueError, r"larger than the padded input \(0,\)"),
+    ],
+)
+def test_prove_geometry_refuses_bad_arguments_by_name(kwargs, error, match):
+    args = dict(input_size=5, kernel_size=3) | kwargs
+    with pytest.raises(error, match=match):
+        prove_geometry(**args)

@@ -13,6 +13,7 @@ from functools import partial
 import scipy.sparse as sp
 
 from .. import direct
+from .._validation import check_groups, positive_int
 from ..convolution import conv as lowered_conv
 from ..convolution import conv_backward as lowered_backward
 from ..geometry import ConvGeometry, IntOrTuple, PaddingLike
@@ -115,12 +116,12 @@ def _make_case(
     in_channels: int | None,
     out_channels: int | None,
 ) -> ProbeCase:
-    default = max(2, groups)
-    c_in = default if in_channels is None else in_channels
-    c_out = default if out_channels is None else out_channels
-    if c_in % groups or c_out % groups:
-        raise ValueError(f"groups={groups} must divide in_channels={c_in} and out_channels={c_out}")
-    return ProbeCase(geometry, padding, c_in, c_out, groups)
+    g = positive_int(groups, "groups")
+    default = max(2, g)
+    c_in = default if in_channels is None else positive_int(in_channels, "in_channels")
+    c_out = default if out_channels is None else positive_int(out_channels, "out_channels")
+    check_groups(g, {"input": c_in, "output": c_out}, (c_out, c_in // g, *geometry.kernel_size))
+    return ProbeCase(geometry, padding, c_in, c_out, g)
 
 
 def prove_geometry(
