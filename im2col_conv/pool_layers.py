@@ -175,7 +175,7 @@ class MaxPool(_Pool):
         ------
         RuntimeError
             If [`forward`][im2col_conv.pool_layers.MaxPool.forward] has not been called since
-            construction or [`clear`][im2col_conv.pool_layers.MaxPool.clear].
+            construction or `clear`.
         ValueError
             If ``grad_output`` does not have the last output's shape.
         """
@@ -266,7 +266,7 @@ class AvgPool(_Pool):
         ------
         RuntimeError
             If [`forward`][im2col_conv.pool_layers.AvgPool.forward] has not been called since
-            construction or [`clear`][im2col_conv.pool_layers.AvgPool.clear].
+            construction or `clear`.
         ValueError
             If ``grad_output`` does not have the last output's shape.
         """

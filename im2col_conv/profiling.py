@@ -39,7 +39,7 @@ def record_phases() -> Iterator[dict[str, float]]:
     Yields
     ------
     dict of str to float
-        Filled as the calls run: seconds spent in each of [`PHASES`][im2col_conv.profiling.PHASES]
+        Filled as the calls run: seconds spent in each of `PHASES`
         that occurred. Time outside the phases (checks, allocation, the
         batch-first transposes) is the call's total minus their sum.
     """

@@ -7,10 +7,10 @@ too large for that a band of output rows at a time, so that the temporaries
 of one call stay within a *workspace* limit whatever the batch and image
 size, and, in the common case, within the processor's cache.
 
-This module owns that decision: the budget ([`DEFAULT_WORKSPACE`][im2col_conv.workspace.DEFAULT_WORKSPACE],
-[`CACHE_BYTES`][im2col_conv.workspace.CACHE_BYTES],
-[`RESERVED_BYTES`][im2col_conv.workspace.RESERVED_BYTES],
-[`MIN_TILE_BYTES`][im2col_conv.workspace.MIN_TILE_BYTES]), the
+This module owns that decision: the budget (`DEFAULT_WORKSPACE`,
+`CACHE_BYTES`,
+`RESERVED_BYTES`,
+`MIN_TILE_BYTES`), the
 plan ([`plan_tiles`][im2col_conv.workspace.plan_tiles],
 [`batch_chunks`][im2col_conv.workspace.batch_chunks], [`Tile`][im2col_conv.workspace.Tile]) and the
 buffers a plan's tiles share ([`Scratch`][im2col_conv.workspace.Scratch]).
