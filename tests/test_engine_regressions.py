@@ -14,7 +14,7 @@ import im2col_conv as ic
 # Workspaces just above the 128 KiB reserve: tiles of a few samples or a few
 # output rows, of uneven sizes, so that consecutive tiles have different
 # shapes but the same padding.
-_SMALL_WORKSPACES = [1, *((128 << 10) + step for step in (64, 200, 512, 1000, 2048, 4096, 9000))]
+_SMALL_WORKSPACES = [1, *((128 << 10) + step for step in (64, 200, 512, 1000, 1500, 2048, 3000, 4096, 9000))]
 
 
 def _data(rng, x_shape, w_shape, dtype=np.float64):
@@ -25,13 +25,31 @@ def _data(rng, x_shape, w_shape, dtype=np.float64):
 
 @pytest.mark.parametrize("workspace", _SMALL_WORKSPACES)
 def test_scratch_buffers_are_rezeroed_when_the_tile_shape_changes(workspace):
-    # Padding on the second axis puts the padded scratch buffer to use; 5 samples
-    # and 7 output rows cut into tiles of different sizes with the same padding.
+    # Padding on the second axis puts the padded scratch buffer to use. Twelve
+    # output rows cut into bands of uneven heights (e.g. 3, 3, 2, 2): two
+    # interior bands with the same padding but different shapes, so a buffer
+    # zeroed for the first has stale values in the border of the second. Five
+    # samples cut into uneven chunks do the same for whole-sample tiles.
     rng = np.random.default_rng(0)
-    x, w = _data(rng, (5, 2, 7, 4), (3, 2, 3, 2))
-    keywords = {"stride": (1, 2), "padding": ((1, 1), (2, 1))}
+    for x_shape in ((5, 2, 7, 4), (2, 3, 12, 4)):
+        x, w = _data(rng, x_shape, (3, x_shape[1], 3, 2))
+        keywords = {"stride": (1, 2), "padding": ((1, 1), (2, 1))}
+        _compare_tilings(rng, x, w, keywords, workspace)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("workspace", [(128 << 10) + step for step in (128, 256, 384, 512, 768)])
+def test_scratch_buffers_of_bands_with_the_same_padding_but_new_shapes(dtype, workspace):
+    # 1-D, a 1-wide kernel and two rows of after-padding: the row bands change
+    # height while their padding stays the same (the case the proof found).
+    rng = np.random.default_rng(3)
+    x, w = _data(rng, (3, 2, 5), (4, 1, 1), dtype)
+    _compare_tilings(rng, x, w, {"padding": ((0, 2),), "groups": 2}, workspace)
+
+
+def _compare_tilings(rng, x, w, keywords, workspace):
     y = ic.conv(x, w, **keywords)
-    gy = rng.integers(-4, 5, size=y.shape).astype(np.float64)
+    gy = rng.integers(-4, 5, size=y.shape).astype(x.dtype)
     expected = ic.conv_backward(gy, x, w, **keywords)
     np.testing.assert_array_equal(ic.conv(x, w, **keywords, workspace=workspace), y)
     grads = ic.conv_backward(gy, x, w, **keywords, workspace=workspace)
