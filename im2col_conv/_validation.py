@@ -29,6 +29,7 @@ __all__ = [
     "check_workspace",
     "int_tuple",
     "is_sequence",
+    "kernel_size_for",
     "nonempty_spatial",
     "nonzero_int",
     "pool_padding",
@@ -169,6 +170,29 @@ def nonempty_spatial(shape: tuple[int, ...], ndim: int, name: str) -> None:
     """
     if 0 in shape[len(shape) - ndim :]:
         raise ValueError(f"{name} must have non-empty spatial dimensions, got shape {shape}")
+
+
+def kernel_size_for(kernel_size: object, ndim: object) -> tuple[int, ...]:
+    """A layer's kernel size: its length fixes the dimensions, or ``ndim`` (default 2) does.
+
+    Raises
+    ------
+    TypeError
+        If an entry or ``ndim`` is not an integer.
+    ValueError
+        If the kernel size is empty, an entry is below 1, or ``ndim``
+        disagrees with the length of ``kernel_size``.
+    """
+    dims = None if ndim is None else positive_int(ndim, "ndim")
+    if is_sequence(kernel_size):
+        d = len(kernel_size)  # type: ignore[arg-type]
+        if d < 1:
+            raise ValueError(f"kernel_size must have at least one entry, got {kernel_size!r}")
+        if dims is not None and dims != d:
+            raise ValueError(f"ndim={dims} disagrees with kernel_size={kernel_size!r} ({d} entries)")
+    else:
+        d = 2 if dims is None else dims
+    return int_tuple(kernel_size, d, "kernel_size", minimum=1)
 
 
 def check_choice(value: object, name: str, choices: Sequence[str]) -> str:

@@ -22,7 +22,7 @@ from ._validation import (
     as_numeric_array,
     check_choice,
     int_tuple,
-    is_sequence,
+    kernel_size_for,
     positive_int,
 )
 from .convolution import Columns, ConvGrads, conv_backward, conv_forward
@@ -198,18 +198,8 @@ class Conv:
                 f"groups={self.groups} must divide both in_channels={self.in_channels} and "
                 f"out_channels={self.out_channels}"
             )
-        if ndim is not None:
-            ndim = positive_int(ndim, "ndim")
-        if is_sequence(kernel_size):
-            d = len(kernel_size)  # type: ignore[arg-type]
-            if d < 1:
-                raise ValueError(f"kernel_size must have at least one entry, got {kernel_size!r}")
-            if ndim is not None and ndim != d:
-                raise ValueError(f"ndim={ndim} disagrees with kernel_size={kernel_size!r} ({d} entries)")
-        else:
-            d = 2 if ndim is None else ndim
-        self.ndim = d
-        self.kernel_size = int_tuple(kernel_size, d, "kernel_size", minimum=1)
+        self.kernel_size = kernel_size_for(kernel_size, ndim)
+        self.ndim = d = len(self.kernel_size)
         self.stride = int_tuple(stride, d, "stride", minimum=1)
         self.dilation = int_tuple(dilation, d, "dilation", minimum=1)
         self.padding: str | tuple[tuple[int, int], ...] = padding_spec(padding, d)

@@ -24,10 +24,9 @@ from ._validation import (
     check_grad_output,
     check_workspace,
     int_tuple,
-    is_sequence,
+    kernel_size_for,
     nonzero_int,
     pool_padding,
-    positive_int,
 )
 from .geometry import IntOrTuple
 from .pooling import _average_dtype, _Call, _input, _result, _windows
@@ -56,18 +55,8 @@ class _Pool:
         ndim: int | None,
         workspace: int,
     ) -> None:
-        if ndim is not None:
-            ndim = positive_int(ndim, "ndim")
-        if is_sequence(kernel_size):
-            d = len(kernel_size)  # type: ignore[arg-type]
-            if d < 1:
-                raise ValueError(f"kernel_size must have at least one entry, got {kernel_size!r}")
-            if ndim is not None and ndim != d:
-                raise ValueError(f"ndim={ndim} disagrees with kernel_size={kernel_size!r} ({d} entries)")
-        else:
-            d = 2 if ndim is None else ndim
-        self.ndim = d
-        self.kernel_size = int_tuple(kernel_size, d, "kernel_size", minimum=1)
+        self.kernel_size = kernel_size_for(kernel_size, ndim)
+        self.ndim = d = len(self.kernel_size)
         self.stride = self.kernel_size if stride is None else int_tuple(stride, d, "stride", minimum=1)
         self.padding = pool_padding(padding, self.kernel_size)
         self.dilation = int_tuple(dilation, d, "dilation", minimum=1)
