@@ -24,7 +24,8 @@ batch.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -33,6 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from .. import workspace
 from ..convolution import conv, conv_backward, conv_forward, conv_transpose
 from ..geometry import ConvGeometry, PaddingLike
 from .comparison import Describer, Operand, bilinear_matrix, compare, entry_describer, pair_describer
@@ -78,6 +80,27 @@ DEFAULT_PATHS = (
     EnginePath("float64", (128 << 10) + 1536),
     EnginePath("complex128", (128 << 10) + 512, batch=5),
 )
+
+
+@contextmanager
+def _tiles_as_small_as(space: int | None) -> Iterator[None]:
+    """Let an explicit workspace cut the proof's small samples as it cuts large ones.
+
+    The engine never makes tiles smaller than ``MIN_TILE_BYTES`` plus the
+    reserve; the probe geometries are smaller than that, so with those floors
+    a tiny workspace would not cut them at all. Lowering both for the call
+    exercises the band and multi-tile code that a large sample reaches with
+    the same workspace (the code does not depend on the floors' values).
+    """
+    if space is None:
+        yield
+        return
+    saved = workspace.MIN_TILE_BYTES, workspace.RESERVED_BYTES
+    workspace.MIN_TILE_BYTES, workspace.RESERVED_BYTES = 1, 128 << 10
+    try:
+        yield
+    finally:
+        workspace.MIN_TILE_BYTES, workspace.RESERVED_BYTES = saved
 
 
 class _Calls:
@@ -393,7 +416,8 @@ def prove_engine(
     maps = ReferenceMaps(layout)
     identities: list[Identity] = []
     for path in paths:
-        identities += _path_identities(layout, layout.padding if padding is None else padding, path, maps)
+        with _tiles_as_small_as(path.workspace):
+            identities += _path_identities(layout, layout.padding if padding is None else padding, path, maps)
     geometry = ConvGeometry(
         layout.input_size, layout.kernel_size, layout.stride, layout.padding, layout.dilation
     )
