@@ -24,8 +24,7 @@ batch.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -34,11 +33,10 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from .. import workspace
 from ..convolution import conv, conv_backward, conv_forward, conv_transpose
 from ..geometry import ConvGeometry, PaddingLike
 from .comparison import Describer, Operand, bilinear_matrix, compare, entry_describer, pair_describer
-from .probing import ProbeError
+from .probing import ProbeError, tiles_as_small_as
 from .reference import Layout, ReferenceMaps
 from .results import Identity, Proof
 from .tagging import Tags, contract, most_terms, read_per_sample, read_summed
@@ -80,27 +78,6 @@ DEFAULT_PATHS = (
     EnginePath("float64", (128 << 10) + 1536),
     EnginePath("complex128", (128 << 10) + 512, batch=5),
 )
-
-
-@contextmanager
-def _tiles_as_small_as(space: int | None) -> Iterator[None]:
-    """Let an explicit workspace cut the proof's small samples as it cuts large ones.
-
-    The engine never makes tiles smaller than ``MIN_TILE_BYTES`` plus the
-    reserve; the probe geometries are smaller than that, so with those floors
-    a tiny workspace would not cut them at all. Lowering both for the call
-    exercises the band and multi-tile code that a large sample reaches with
-    the same workspace (the code does not depend on the floors' values).
-    """
-    if space is None:
-        yield
-        return
-    saved = workspace.MIN_TILE_BYTES, workspace.RESERVED_BYTES
-    workspace.MIN_TILE_BYTES, workspace.RESERVED_BYTES = 1, 128 << 10
-    try:
-        yield
-    finally:
-        workspace.MIN_TILE_BYTES, workspace.RESERVED_BYTES = saved
 
 
 class _Calls:
@@ -416,7 +393,7 @@ def prove_engine(
     maps = ReferenceMaps(layout)
     identities: list[Identity] = []
     for path in paths:
-        with _tiles_as_small_as(path.workspace):
+        with tiles_as_small_as(path.workspace):
             identities += _path_identities(layout, layout.padding if padding is None else padding, path, maps)
     geometry = ConvGeometry(
         layout.input_size, layout.kernel_size, layout.stride, layout.padding, layout.dilation

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
+from .. import workspace
 from .._operands import ConvGrads
 from ..geometry import ConvGeometry, IntOrTuple, PaddingLike
 
@@ -30,6 +33,7 @@ __all__ = [
     "forward_tensor",
     "input_gradient_tensor",
     "parameter_gradient_tensors",
+    "tiles_as_small_as",
 ]
 
 _INT = np.int64
@@ -203,3 +207,24 @@ def parameter_gradient_tensors(
             except ProbeError as exc:
                 problems.setdefault("bias", exc)
     return (problems.get("weight") or weight), (problems.get("bias") or bias)
+
+
+@contextmanager
+def tiles_as_small_as(space: int | None) -> Iterator[None]:
+    """Let an explicit workspace cut the proof's small samples as it cuts large ones.
+
+    The engine never makes tiles smaller than ``MIN_TILE_BYTES`` plus the
+    reserve; the probe geometries are smaller than that, so with those floors
+    a tiny workspace would not cut them at all. Lowering both for the call
+    exercises the band and multi-tile code that a large sample reaches with
+    the same workspace (the code does not depend on the floors' values).
+    """
+    if space is None:
+        yield
+        return
+    saved = workspace.MIN_TILE_BYTES, workspace.RESERVED_BYTES
+    workspace.MIN_TILE_BYTES, workspace.RESERVED_BYTES = 1, 128 << 10
+    try:
+        yield
+    finally:
+        workspace.MIN_TILE_BYTES, workspace.RESERVED_BYTES = saved
