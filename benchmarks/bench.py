@@ -12,6 +12,7 @@ Usage::
     python benchmarks/bench.py                 # full suite, float32 and float64
     python benchmarks/bench.py --quick         # three shapes, two rounds (about two minutes)
     python benchmarks/bench.py --json out.json --rounds 4
+    python benchmarks/bench.py --pool-only     # the pooling shapes alone
 
 Honest numbers on a small shared machine: each library runs in its own
 process (no shared thread pool or cache), the libraries alternate A, B, C,
@@ -52,6 +53,11 @@ SHAPES = [
     (8, 3, 224, 224, 64, 7, 2, 3),
 ]
 QUICK = [SHAPES[2], SHAPES[3], SHAPES[4]]
+# Pooling: (kind, (N, C, H, W), kernel, stride, padding)
+POOL_SHAPES = [
+    ("max", (32, 64, 112, 112), 3, 2, 1),
+    ("avg", (32, 512, 7, 7), 7, 7, 0),
+]
 
 #: Largest spread (slowest over fastest round) of PyTorch's times that a run may show and be trusted.
 NOISY = 1.25
@@ -69,6 +75,7 @@ def _spawn(library: str, args: argparse.Namespace, extras: bool) -> dict[str, An
     command = [sys.executable, __file__, "--worker", library, "--repeats", str(args.repeats)]
     command += ["--dtypes", *args.dtypes] + (["--quick"] if args.quick else [])
     command += ["--extras"] if extras else []
+    command += ["--pool-only"] if args.pool_only else [] if args.pool else ["--no-pool"]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{library} worker failed:\n{done.stderr}")
@@ -80,18 +87,27 @@ def _torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def _combine(per_round: dict[str, list[dict[str, Any]]], key: tuple[str, tuple[int, ...]]) -> dict[str, Any]:
+def _conv_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (row["dtype"], tuple(row["shape"]))
+
+
+def _pool_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (row["dtype"], row["kind"], tuple(row["shape"]), row["kernel"], row["stride"], row["padding"])
+
+
+def _combine(per_round: dict[str, list[dict[str, Any]]], table: str, key: tuple[Any, ...]) -> dict[str, Any]:
     """One row: each library's min-of-medians over the rounds and the spread of its rounds."""
-    row: dict[str, Any] = {"dtype": key[0], "shape": list(key[1])}
+    identify = _conv_key if table == "rows" else _pool_key
+    row: dict[str, Any] = {}
     for library, rounds in per_round.items():
-        found = [r for sweep in rounds for r in sweep["rows"] if (r["dtype"], tuple(r["shape"])) == key]
+        found = [r for sweep in rounds for r in sweep[table] if identify(r) == key]
         prefix = "" if library == "im2col_conv" else f"{library}_"
-        for phase in ("forward_ms", "backward_ms"):
-            row[prefix + phase] = min(r[phase] for r in found)
+        for r in found:
+            row.update({k: v for k, v in r.items() if not k.endswith("_ms") and k != "version"})
+        for phase in {k for r in found for k in r if k.endswith("_ms")}:
+            row[prefix + phase] = min(r[phase] for r in found if phase in r)
         totals = [r["forward_ms"] + r["backward_ms"] for r in found]
         row[f"{library}_spread"] = max(totals) / min(totals)
-        for r in found:
-            row.update({k: v for k, v in r.items() if k.endswith("_bytes") or k == "forward_gemm_only_ms"})
     return row
 
 
@@ -106,10 +122,18 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
             print(f"round {round_index + 1}/{args.rounds}: {library} done", file=sys.stderr)
     first = per_round["im2col_conv"][0]
     rates = {d: max(s["gemm_rate"][d] for runs in per_round.values() for s in runs) for d in args.dtypes}
-    keys = [(r["dtype"], tuple(r["shape"])) for r in first["rows"]]
-    rows = [_combine(per_round, key) for key in keys]
+    rows = [_combine(per_round, "rows", _conv_key(r)) for r in first["rows"]]
     for row in rows:
         _derive(row, rates[row["dtype"]])
+    pool_rows = [_combine(per_round, "pool_rows", _pool_key(r)) for r in first["pool_rows"]]
+    for row in pool_rows:
+        row["speedup_textbook"] = (row["textbook_forward_ms"] + row["textbook_backward_ms"]) / (
+            row["forward_ms"] + row["backward_ms"]
+        )
+        if "torch_forward_ms" in row:
+            row["total_vs_torch"] = (row["forward_ms"] + row["backward_ms"]) / (
+                row["torch_forward_ms"] + row["torch_backward_ms"]
+            )
     results = {
         "machine": {
             "python": platform.python_version(),
@@ -124,9 +148,11 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
         "libraries": libraries,
         "gemm_gflops": {d: r / 1e9 for d, r in rates.items()},
         "rows": rows,
+        "pool_rows": pool_rows,
     }
     if "torch" in libraries:
-        results["torch_version"] = per_round["torch"][0]["rows"][0]["version"]
+        torch_rows = per_round["torch"][0]["rows"] or per_round["torch"][0]["pool_rows"]
+        results["torch_version"] = torch_rows[0]["version"]
     return results
 
 
@@ -199,9 +225,9 @@ def _noise(results: dict[str, Any]) -> str:
         return "noise: PyTorch not installed, no noise flag"
     if results["rounds"] < 2:
         return "noise: one round only, no noise flag"
-    worst = max(results["rows"], key=lambda r: r["torch_spread"])
+    worst = max(results["rows"] + results.get("pool_rows", []), key=lambda r: r["torch_spread"])
     verdict = "TOO NOISY TO TRUST" if worst["torch_spread"] > NOISY else "ok"
-    layer = ",".join(map(str, worst["shape"]))
+    layer = ",".join(map(str, worst["shape"])) + (f" {worst['kind']} pool" if "kind" in worst else "")
     return (
         f"noise: {verdict} (PyTorch's rounds differ by up to {worst['torch_spread']:.2f}x, "
         f"{worst['dtype']} {layer}; limit {NOISY})"
@@ -251,14 +277,66 @@ def format_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_pool_table(results: dict[str, Any]) -> str:
+    """One line per pooling shape and dtype; times in ms, ratios unitless, memory in MiB."""
+
+    def get(key: str, fmt: str) -> Any:
+        return lambda r: format(r[key], fmt) if key in r else "-"
+
+    columns = [
+        ("dtype", 7, lambda r: r["dtype"]),
+        ("pool", 4, lambda r: r["kind"]),
+        ("N,C,H,W", 16, lambda r: ",".join(map(str, r["shape"]))),
+        ("k,s,p", 7, lambda r: f"{r['kernel']},{r['stride']},{r['padding']}"),
+        ("fwd", 7, get("forward_ms", ".1f")),
+        ("bwd", 7, get("backward_ms", ".1f")),
+        ("fn f", 7, get("function_forward_ms", ".1f")),
+        ("fn b", 7, get("function_backward_ms", ".1f")),
+        ("text f", 7, get("textbook_forward_ms", ".1f")),
+        ("text b", 7, get("textbook_backward_ms", ".1f")),
+        ("xtxt", 5, get("speedup_textbook", ".2f")),
+        ("torch f", 7, get("torch_forward_ms", ".1f")),
+        ("torch b", 7, get("torch_backward_ms", ".1f")),
+        ("/t f+b", 6, get("total_vs_torch", ".2f")),
+        ("t sprd", 6, get("torch_spread", ".2f")),
+        ("peak", 6, lambda r: f"{max(r['forward_peak_bytes'], r['backward_peak_bytes']) / 2**20:.1f}"),
+        ("input", 6, lambda r: f"{r['input_bytes'] / 2**20:.1f}"),
+    ]
+    header = " ".join(f"{name:>{width}}" for name, width, _ in columns)
+    lines = [header, "-" * len(header)]
+    for row in results["pool_rows"]:
+        lines.append(" ".join(f"{cell(row):>{width}}" for _, width, cell in columns))
+    lines.append(
+        "pooling fwd/bwd: MaxPool layer (winners kept) or avg_pool/avg_pool_backward; fn f/fn b: "
+        "max_pool without indices, max_pool_backward finding the winners again; text: the textbook "
+        "method; xtxt: its (f + b) over ours; /t f+b: (fwd + bwd) over PyTorch's (input requiring "
+        "grad); peak: temporary MiB of a call"
+    )
+    return "\n".join(lines)
+
+
+def format_results(results: dict[str, Any]) -> str:
+    """The convolution table, the pooling table, or both."""
+    parts = []
+    if results["rows"]:
+        parts.append(format_table(results))
+    if results.get("pool_rows"):
+        parts.append(format_pool_table(results))
+    if not results["rows"]:
+        parts.append(_noise(results))
+    return "\n\n".join(parts)
+
+
 def table_from_json(path: str) -> str:
     """Format a results file written by ``--json`` again, e.g. for the docs."""
     with open(path) as handle:
-        return format_table(json.load(handle))
+        return format_results(json.load(handle))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], epilog="Exit status: 0 after the run, 2 for bad arguments."
+    )
     parser.add_argument("--quick", action="store_true", help="three small shapes, two rounds")
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 3, quick 2)")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (median)")
@@ -269,12 +347,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--breakdown", action="store_true", help="time the phases (lowering, GEMM, col2im) of each layer"
     )
+    parser.add_argument("--no-pool", dest="pool", action="store_false", help="skip the pooling shapes")
+    parser.add_argument("--pool-only", action="store_true", help="only the pooling shapes")
     parser.add_argument("--worker", choices=LIBRARIES, help=argparse.SUPPRESS)
     parser.add_argument("--extras", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    shapes = QUICK if args.quick else SHAPES
+    shapes = [] if args.pool_only else QUICK if args.quick else SHAPES
+    pool_shapes = POOL_SHAPES if args.pool or args.pool_only else []
     if args.worker:
-        print(json.dumps(run_library(args.worker, shapes, args.dtypes, args.repeats, args.extras)))
+        found = run_library(args.worker, shapes, pool_shapes, args.dtypes, args.repeats, args.extras)
+        print(json.dumps(found))
         return 0
     if args.show:
         print(table_from_json(args.show))
@@ -292,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds is None:
         args.rounds = 2 if args.quick else 3
     results = sweep(args)
-    print(format_table(results))
+    print(format_results(results))
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=1)

@@ -6,7 +6,8 @@ warm cache. Each process pins its thread pools to :data:`THREADS` threads.
 
 Libraries: ``im2col_conv`` (the engine through the public functions),
 ``textbook`` (:mod:`textbook`, the untiled yardstick) and ``torch``
-(``torch.nn.functional.conv2d`` and autograd, PyTorch's CPU kernels).
+(``torch.nn.functional.conv2d`` / ``max_pool2d`` / ``avg_pool2d`` and
+autograd, PyTorch's CPU kernels).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ THREADS = 2
 LIBRARIES = ("im2col_conv", "textbook", "torch")
 
 Shape = tuple[int, int, int, int, int, int, int, int]  # N, C_in, H, W, C_out, k, stride, pad
+PoolShape = tuple[str, tuple[int, int, int, int], int, int, int]  # kind, (N, C, H, W), k, stride, pad
 
 
 def median_time(fn: Callable[[], object], repeats: int, budget: float = 1.5) -> float:
@@ -137,8 +139,81 @@ def _torch(shape: Shape, dtype: np.dtype[Any], repeats: int) -> dict[str, Any]:
     }
 
 
+def _pool_operands(shape: PoolShape, dtype: np.dtype[Any]) -> tuple[Any, Any]:
+    _, size, k, s, p = shape
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(size).astype(dtype)
+    out = [(d + 2 * p - k) // s + 1 for d in size[2:]]
+    gy = rng.standard_normal((*size[:2], *out)).astype(dtype)
+    return x, gy
+
+
+def _engine_pool(shape: PoolShape, dtype: np.dtype[Any], repeats: int, extras: bool) -> dict[str, Any]:
+    """Max pooling through the ``MaxPool`` layer, whose forward keeps each window's
+    winner (as PyTorch's does for an input that needs a gradient), and through the
+    functions alone; average pooling through the functions."""
+    import im2col_conv as ic
+
+    kind, _, k, s, p = shape
+    x, gy = _pool_operands(shape, dtype)
+    row: dict[str, Any] = {}
+    if kind == "max":
+        layer = ic.MaxPool(k, s, p)
+        forward: Callable[[], object] = lambda: layer(x)  # noqa: E731
+        backward: Callable[[], object] = lambda: layer.backward(gy)  # noqa: E731
+        row["function_forward_ms"] = 1e3 * median_time(lambda: ic.max_pool(x, k, s, p), repeats)
+        row["function_backward_ms"] = 1e3 * median_time(lambda: ic.max_pool_backward(gy, x, k, s, p), repeats)
+    else:
+        forward = lambda: ic.avg_pool(x, k, s, p)  # noqa: E731
+        backward = lambda: ic.avg_pool_backward(gy, x.shape, k, s, p)  # noqa: E731
+    row["forward_ms"] = 1e3 * median_time(forward, repeats)
+    row["backward_ms"] = 1e3 * median_time(backward, repeats)
+    if extras:
+        row["forward_peak_bytes"] = _peak_bytes(forward)
+        row["backward_peak_bytes"] = _peak_bytes(backward)
+        row["input_bytes"] = x.nbytes
+    return row
+
+
+def _textbook_pool(shape: PoolShape, dtype: np.dtype[Any], repeats: int) -> dict[str, Any]:
+    import textbook as tb
+
+    kind, _, k, s, p = shape
+    x, gy = _pool_operands(shape, dtype)
+    if kind == "max":
+        forward: Callable[[], object] = lambda: tb.textbook_max_pool(x, k, s, p)  # noqa: E731
+        backward: Callable[[], object] = lambda: tb.textbook_max_pool_backward(gy, x, k, s, p)  # noqa: E731
+    else:
+        forward = lambda: tb.textbook_avg_pool(x, k, s, p)  # noqa: E731
+        backward = lambda: tb.textbook_avg_pool_backward(gy, x.shape, k, s, p)  # noqa: E731
+    return {
+        "forward_ms": 1e3 * median_time(forward, repeats),
+        "backward_ms": 1e3 * median_time(backward, repeats),
+    }
+
+
+def _torch_pool(shape: PoolShape, dtype: np.dtype[Any], repeats: int) -> dict[str, Any]:
+    import torch
+
+    kind, _, k, s, p = shape
+    x, gy = (torch.from_numpy(a) for a in _pool_operands(shape, dtype))
+    x.requires_grad_(True)
+    pool = torch.nn.functional.max_pool2d if kind == "max" else torch.nn.functional.avg_pool2d
+    y = pool(x, k, s, p)
+    return {
+        "forward_ms": 1e3 * median_time(lambda: pool(x, k, s, p), repeats),
+        "backward_ms": 1e3 * median_time(lambda: torch.autograd.grad(y, x, gy, retain_graph=True), repeats),
+        "version": torch.__version__,
+    }
+
+
 def run_library(
-    library: str, shapes: list[Shape], dtypes: list[str], repeats: int, extras: bool
+    library: str,
+    shapes: list[Shape],
+    pool_shapes: list[PoolShape],
+    dtypes: list[str],
+    repeats: int,
+    extras: bool,
 ) -> dict[str, Any]:
     """Time ``library`` on every shape and dtype; the large-GEMM rate per dtype too."""
     from threadpoolctl import threadpool_info, threadpool_limits
@@ -148,6 +223,7 @@ def run_library(
 
         torch.set_num_threads(THREADS)
     rows = []
+    pool_rows = []
     rates = {}
     with threadpool_limits(THREADS):
         for name in dtypes:
@@ -161,8 +237,18 @@ def run_library(
                 else:
                     row = _torch(shape, dtype, repeats)
                 rows.append({"shape": list(shape), "dtype": name, **row})
+            for pool_shape in pool_shapes:
+                if library == "im2col_conv":
+                    row = _engine_pool(pool_shape, dtype, repeats, extras)
+                elif library == "textbook":
+                    row = _textbook_pool(pool_shape, dtype, repeats)
+                else:
+                    row = _torch_pool(pool_shape, dtype, repeats)
+                kind, size, k, s, p = pool_shape
+                key = {"kind": kind, "shape": list(size), "kernel": k, "stride": s, "padding": p}
+                pool_rows.append({**key, "dtype": name, **row})
         blas = [
             {k: info.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
             for info in threadpool_info()
         ]
-    return {"library": library, "gemm_rate": rates, "rows": rows, "blas": blas}
+    return {"library": library, "gemm_rate": rates, "rows": rows, "pool_rows": pool_rows, "blas": blas}

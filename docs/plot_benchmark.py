@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench.py --json benchmarks/results/latest.json
-    python docs/plot_benchmark.py benchmarks/results/latest.json
+    python docs/plot_benchmark.py benchmarks/results/latest.json [--out FILE]
 
 Writes ``docs/figures/performance.svg``: for every layer of the suite, the
 forward and backward time as a multiple of the ideal matrix-product time
@@ -11,12 +11,16 @@ forward and backward time as a multiple of the ideal matrix-product time
 has it, and the speed-up over the textbook method. Reruns on the same JSON
 give the same file. Prints the results as the Markdown table of
 ``docs/performance.md``.
+
+Exit status: 0 when the figure is written, 2 for bad arguments.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,17 +110,20 @@ def markdown_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print(__doc__)
-        return 2
-    with open(argv[0]) as handle:
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("results", type=Path, help="benchmark JSON written by benchmarks/bench.py --json")
+    parser.add_argument("--out", type=Path, default=FIGURE, help=f"SVG file to write (default {FIGURE})")
+    args = parser.parse_args(argv)
+    with open(args.results) as handle:
         results = json.load(handle)
-    plot(results, FIGURE)
+    plot(results, args.out)
     print(markdown_table(results))
-    print(f"\nwrote {FIGURE}", file=sys.stderr)
+    print(f"\nwrote {args.out}", file=sys.stderr)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -1,8 +1,8 @@
 """Train a small CNN on scikit-learn's 8x8 digits with im2col_conv's ``Conv`` layer.
 
-The two convolutions come from the library; everything else -- ReLU, 2x2 max
-pooling, the linear classifier, softmax cross-entropy and SGD with momentum --
-is written out below in plain NumPy. On the first batch the script checks that
+The two convolutions and the two 2x2 max poolings come from the library;
+everything else -- ReLU, the linear classifier, softmax cross-entropy and SGD
+with momentum -- is written out below in plain NumPy. On the first batch the script checks that
 the layers' im2col backward and the direct (dilate-pad-rotate) backward give
 the same gradients, and says so.
 
@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from im2col_conv.layer import Conv
+from im2col_conv.pool_layers import MaxPool
 
 try:  # the progress bar is optional: without tqdm the script prints one line per epoch
     from tqdm.auto import tqdm
@@ -75,24 +76,6 @@ def relu_backward(grad: Array, mask: Array) -> Array:
     return grad * mask
 
 
-def maxpool2_forward(z: Array) -> tuple[Array, Array]:
-    """2x2 max pooling with stride 2; returns the output and the winning position of each window."""
-    n, c, h, w = z.shape
-    windows = (
-        z.reshape(n, c, h // 2, 2, w // 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h // 2, w // 2, 4)
-    )
-    winner = windows.argmax(axis=-1)
-    return np.take_along_axis(windows, winner[..., np.newaxis], axis=-1)[..., 0], winner
-
-
-def maxpool2_backward(grad: Array, winner: Array) -> Array:
-    """Send each window's gradient to the position that won the max."""
-    n, c, h2, w2 = grad.shape
-    windows = np.zeros((n, c, h2, w2, 4), dtype=grad.dtype)
-    np.put_along_axis(windows, winner[..., np.newaxis], grad[..., np.newaxis], axis=-1)
-    return windows.reshape(n, c, h2, w2, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, 2 * h2, 2 * w2)
-
-
 def softmax_cross_entropy(logits: Array, labels: Array) -> tuple[float, Array]:
     """Mean cross-entropy of the softmax of ``logits``, and its gradient with respect to the logits."""
     shifted = logits - logits.max(axis=1, keepdims=True)
@@ -117,6 +100,7 @@ class DigitsCNN:
     def __init__(self, rng: np.random.Generator) -> None:
         self.conv1 = Conv(1, 16, kernel_size=3, padding=1, rng=rng)
         self.conv2 = Conv(16, 32, kernel_size=3, padding=1, rng=rng)
+        self.pool1, self.pool2 = MaxPool(2), MaxPool(2)  # 2x2 windows, stride 2
         bound = 1 / np.sqrt(128)  # PyTorch's default for nn.Linear, like Conv's
         self.fc_weight = rng.uniform(-bound, bound, size=(10, 128)).astype(DTYPE)
         self.fc_bias = rng.uniform(-bound, bound, size=10).astype(DTYPE)
@@ -129,9 +113,9 @@ class DigitsCNN:
     def forward(self, x: Array) -> Array:
         c = self._cache
         h, c["relu1"] = relu_forward(self.conv1(x))
-        h, c["pool1"] = maxpool2_forward(h)
+        h = self.pool1(h)
         h, c["relu2"] = relu_forward(self.conv2(h))
-        h, c["pool2"] = maxpool2_forward(h)
+        h = self.pool2(h)
         c["flat"] = h.reshape(len(h), -1)
         return c["flat"] @ self.fc_weight.T + self.fc_bias
 
@@ -140,9 +124,9 @@ class DigitsCNN:
         c = self._cache
         grads = {"fc_weight": grad_logits.T @ c["flat"], "fc_bias": grad_logits.sum(axis=0)}
         g = (grad_logits @ self.fc_weight).reshape(-1, 32, 2, 2)
-        g = relu_backward(maxpool2_backward(g, c["pool2"]), c["relu2"])
+        g = relu_backward(self.pool2.backward(g), c["relu2"])
         g = self.conv2.backward(g)
-        g = relu_backward(maxpool2_backward(g, c["pool1"]), c["relu1"])
+        g = relu_backward(self.pool1.backward(g), c["relu1"])
         grads["input"] = self.conv1.backward(g)
         for name, layer in (("conv1", self.conv1), ("conv2", self.conv2)):
             assert layer.grad_weight is not None and layer.grad_bias is not None
@@ -322,7 +306,10 @@ def save_plot(history: dict[str, Any], path: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="Exit status: 0 after training (files are written only with --plot), 2 for bad arguments.",
+    )
     parser.add_argument("--epochs", type=int, default=30, help="passes over the training set (default 30)")
     parser.add_argument(
         "--seed", type=int, default=0, help="seed for the split, weights and batches (default 0)"

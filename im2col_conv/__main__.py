@@ -5,12 +5,16 @@ a 2x2 output) through the im2col forward and backward, prints every result,
 and checks each one against the document's formulas written as plain loops.
 Then runs the document's direct method (:mod:`im2col_conv.direct`) on the same
 example, prints its dilated (3x3) and padded (7x7) gradient, and checks that
-both backward formulations agree exactly. Exits non-zero if any check fails.
+both backward formulations agree exactly.
+
+Exit status: 0 when every check holds, 1 when one fails, 2 for bad arguments.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -56,8 +60,13 @@ def _formula_gradients(
     return grad_z, grad_w, grad_b
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Print the worked example and check it; return the exit status."""
+    argparse.ArgumentParser(
+        prog="python -m im2col_conv",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    ).parse_args(argv)
     z = np.arange(25, dtype=np.int64).reshape(1, 5, 5)
     w = np.array([[[[1, 0, -1], [2, 0, -2], [1, 0, -1]]]], dtype=np.int64)
     b = np.array([3], dtype=np.int64)

@@ -1,19 +1,20 @@
 """The tiled im2col + GEMM engine behind conv, conv_backward and conv_transpose.
 
-The public functions hand plain arrays to an :class:`Engine`, which holds
-what every loop of one call shares: geometry, groups, dtype, workspace and
-scratch buffers. Two strategies: im2col *columns*, and for the float64
-forward pass of wide layers the *shifted* one of :mod:`~im2col_conv._shifted`.
+The public functions check their arguments and hand plain arrays to an
+`Engine`, which holds what every loop of one call shares: the
+geometry, the groups, the dtype, the workspace and the scratch buffers.
+Two strategies: im2col *columns*, and for the float64 forward pass of wide
+layers the *shifted* one of `im2col_conv._shifted`.
 
 Layout. Within a tile of ``nb`` samples the columns are stored as
 ``(groups, C_in/groups * prod(kernel), nb * L)``: the batch sits inside the
 column index, so each product is one matrix product per group per tile and
 the weight gradient needs no per-sample sum; the output tile is transposed.
 
-Memory. Work is cut into tiles by :func:`~im2col_conv.workspace.plan_tiles`:
+Memory. Work is cut into tiles by [`plan_tiles`][im2col_conv.workspace.plan_tiles]:
 groups of whole samples, or, for a sample too large on its own, windows of
 output rows. A window is itself a convolution, of the input rows it reads
-(:meth:`~im2col_conv.geometry.ConvGeometry.band`). Buffers are allocated once
+([`band`][im2col_conv.geometry.ConvGeometry.band]). Buffers are allocated once
 per call and reused, so the temporaries of a call stay within the workspace.
 """
 
@@ -42,7 +43,7 @@ __all__ = ["FUSED_MIN_CHANNELS", "SHIFTED_MAX_WIDE", "SHIFTED_MIN_CHANNELS", "ST
 #: than the cache gains (measured in ``benchmarks/``).
 FUSED_MIN_CHANNELS = 64
 
-#: The float64 forward pass runs the shifted strategy (:mod:`~im2col_conv._shifted`:
+#: The float64 forward pass runs the shifted strategy (`_shifted`:
 #: no column matrix) from this many input channels per group on: each of its
 #: products has only ``C_in/groups`` as inner dimension, too thin below it.
 #: In float32, and in every backward pass, the columns measured faster
@@ -299,8 +300,7 @@ class Engine:
 
         tiles = plan_tiles(n, geometry, tile_bytes, self.workspace, grid_size=grid)
         grad_w = None if x is None else np.zeros(w.shape, self.dtype)
-        whole = all(tile.whole for tile in tiles)
-        grad_x = (np.empty if whole else np.zeros)((n, c_in, *geometry.input_size), self.dtype)
+        grad_x = (np.empty if tiles.whole else np.zeros)((n, c_in, *geometry.input_size), self.dtype)
         for tile in tiles:
             delta_t = self._tile_delta(delta, tile)
             if grad_w is not None:
@@ -316,7 +316,7 @@ class Engine:
         taps = self._offset_weights(weight).swapaxes(2, 3)
         tile_bytes = _shifted.tile_bytes(self.geometry, g * c_in_g, c_out, self.dtype.itemsize, backward=True)
         tiles = plan_tiles(n, self.geometry, tile_bytes, self.workspace)
-        whole = all(tile.whole for tile in tiles)
+        whole = tiles.whole
         grad_x = (np.empty if whole else np.zeros)((n, g * c_in_g, *self.geometry.input_size), self.dtype)
         grad_taps = _shifted.gradients(delta, x, taps, grad_x, tiles, self.scratch)
         if grad_taps is None:

@@ -1,12 +1,12 @@
 """The two kernels behind every window operation: lowering and scatter-adding.
 
-:func:`lower` copies every receptive field of a (padded) batch into a column
-array: one read-only strided view (:func:`window_view`) and one copy.
-:func:`scatter_add` is its adjoint: it adds every column entry back onto the
+`lower` copies every receptive field of a (padded) batch into a column
+array: one read-only strided view (`window_view`) and one copy.
+`scatter_add` is its adjoint: it adds every column entry back onto the
 position it was read from, one strided slice-add per kernel offset over the
-whole batch. Both take a validated :class:`~im2col_conv.geometry.ConvGeometry`
-and plain arrays; the public :func:`~im2col_conv.im2col` and
-:func:`~im2col_conv.col2im`, the convolution engine and pooling are built on
+whole batch. Both take a validated [`ConvGeometry`][im2col_conv.geometry.ConvGeometry]
+and plain arrays; the public [`im2col`][im2col_conv.lowering.im2col] and
+[`col2im`][im2col_conv.lowering.col2im], the convolution engine and pooling are built on
 them.
 """
 
@@ -84,7 +84,10 @@ def window_view(padded: NDArray[Any], geometry: ConvGeometry) -> NDArray[Any]:
     lead_strides = padded.strides[:-d]
     spatial_strides = padded.strides[-d:]
     kernel_strides = tuple(s * dl for s, dl in zip(spatial_strides, geometry.dilation))
-    output_strides = tuple(s * st for s, st in zip(spatial_strides, geometry.stride))
+    # A single window needs no step: any stride then reads the same, and a huge one overflows.
+    output_strides = tuple(
+        s * st if o > 1 else 0 for s, st, o in zip(spatial_strides, geometry.stride, geometry.output_size)
+    )
     return as_strided(
         padded,
         shape=lead + geometry.kernel_size + geometry.output_size,
@@ -118,7 +121,7 @@ def lower(
         Put the batch axis after the kernel axes, so that the columns of all
         samples form one matrix ``(C * prod(kernel), N * L)``.
     padded : ndarray, shape (N, C, *geometry.padded_size), optional
-        Zero-bordered buffer for the padded input (see :func:`pad_input`).
+        Zero-bordered buffer for the padded input (see `pad_input`).
 
     Returns
     -------
@@ -146,7 +149,7 @@ def scatter_add(
     out: NDArray[Any] | None = None,
     allocate: Callable[[tuple[int, ...]], NDArray[Any]] | None = None,
 ) -> NDArray[Any]:
-    """Add every column entry onto the position it was read from (the adjoint of :func:`lower`).
+    """Add every column entry onto the position it was read from (the adjoint of `lower`).
 
     Parameters
     ----------
@@ -201,13 +204,13 @@ def scatter_blocks(
     out: NDArray[Any] | None = None,
     allocate: Callable[[tuple[int, ...]], NDArray[Any]] | None = None,
 ) -> NDArray[Any]:
-    """:func:`scatter_add` with the columns of each kernel offset made on demand.
+    """`scatter_add` with the columns of each kernel offset made on demand.
 
     ``block(index, offset)`` returns the columns of kernel offset ``offset``
     (flat index ``index`` in row-major order), shape ``(*lead, *grid_size)``.
     Asking for one offset at a time lets the caller compute each block right
     before it is added, while it is still in cache, instead of materialising
-    all ``prod(kernel)`` of them. Other parameters as for :func:`scatter_add`.
+    all ``prod(kernel)`` of them. Other parameters as for `scatter_add`.
     """
     grid = tuple(geometry.output_size if grid_size is None else grid_size)
     target = tuple(geometry.input_size if target_size is None else target_size)

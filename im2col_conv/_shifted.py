@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -163,7 +164,7 @@ class ShiftedLayout:
         return out
 
     def merge(self, split: NDArray[Any], out: NDArray[Any]) -> None:
-        """The adjoint of :meth:`split`: write every input position's entry into ``out``.
+        """The adjoint of `split`: write every input position's entry into ``out``.
 
         Each input position lies in exactly one phase, so this assigns; the
         padding and the slack are dropped.
@@ -213,7 +214,7 @@ def forward_tile(
     Parameters
     ----------
     split : ndarray, shape (groups, phases, rows + slack, C_in/groups)
-        The tile's input after :meth:`ShiftedLayout.split`.
+        The tile's input after `ShiftedLayout.split`.
     taps : ndarray, shape (K, groups, C_out/groups, C_in/groups)
         The weight of each kernel offset.
     out : ndarray, shape (groups, C_out/groups, rows), C-contiguous
@@ -246,7 +247,7 @@ def backward_tile(
     split : ndarray, shape (groups, phases, rows + slack, C_in/groups), or None
         The tile's split input; None when only the input gradient is wanted.
     delta : ndarray, shape (groups, rows, C_out/groups)
-        The output gradient, channel-last on the wide grid (:meth:`ShiftedLayout.put_gradient`).
+        The output gradient, channel-last on the wide grid (`ShiftedLayout.put_gradient`).
     taps : ndarray, shape (K, groups, C_out/groups, C_in/groups)
     grad_split : ndarray like ``split``
         Receives the input gradient, split; overwritten.
@@ -285,14 +286,14 @@ def convolve(
     x: NDArray[Any],
     taps: NDArray[Any],
     y: NDArray[Any],
-    tiles: list[Any],
+    tiles: Iterable[Any],
     scratch: Any,
 ) -> None:
     """The forward convolution of ``x`` into ``y``, tile by tile.
 
     ``taps`` is ``(K, groups, C_out/groups, C_in/groups)``; ``y`` is
     ``(N, C_out, *output_size)``; ``tiles`` the plan's tiles, ``scratch``
-    the engine's :class:`~im2col_conv.workspace.Scratch`.
+    the engine's `Scratch`.
     """
     c_in = x.shape[1]
     groups, c_out = taps.shape[1], y.shape[1]
@@ -309,7 +310,7 @@ def gradients(
     x: NDArray[Any] | None,
     taps: NDArray[Any],
     grad_x: NDArray[Any],
-    tiles: list[Any],
+    tiles: Iterable[Any],
     scratch: Any,
 ) -> NDArray[Any] | None:
     """Input gradient into ``grad_x`` (zeros unless whole samples), and the weight gradient.

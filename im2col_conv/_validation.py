@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
+    "as_flag",
     "as_int",
     "as_numeric_array",
     "batch_view",
@@ -28,6 +29,10 @@ __all__ = [
     "check_workspace",
     "int_tuple",
     "is_sequence",
+    "kernel_size_for",
+    "nonempty_spatial",
+    "nonzero_int",
+    "pool_padding",
     "positive_int",
     "weight_rank",
 ]
@@ -58,8 +63,24 @@ def as_int(value: object, name: str) -> int:
     return int(value)
 
 
+def nonzero_int(value: object, name: str) -> int:
+    """`as_int`, also refusing 0.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not an integer.
+    ValueError
+        If it is 0.
+    """
+    number = as_int(value, name)
+    if number == 0:
+        raise ValueError(f"{name} must be a non-zero int, got {number}")
+    return number
+
+
 def positive_int(value: object, name: str) -> int:
-    """:func:`as_int`, also refusing values below 1.
+    """`as_int`, also refusing values below 1.
 
     Raises
     ------
@@ -116,6 +137,64 @@ def int_tuple(value: object, ndim: int, name: str, *, minimum: int) -> tuple[int
     return entries
 
 
+def pool_padding(padding: object, kernel_size: tuple[int, ...]) -> tuple[int, ...]:
+    """A pooling ``padding``: one non-negative int per dimension, at most half the kernel.
+
+    PyTorch's rule: ``padding <= kernel_size // 2`` in every dimension, so
+    that every window starting in the padding also reads the input.
+
+    Raises
+    ------
+    TypeError
+        If an entry is not an integer (pairs and strings included).
+    ValueError
+        For a wrong number of entries, a negative entry or one above half
+        the kernel.
+    """
+    pads = int_tuple(padding, len(kernel_size), "padding", minimum=0)
+    if any(p > k // 2 for p, k in zip(pads, kernel_size)):
+        raise ValueError(
+            f"padding must be at most half of kernel_size in every dimension, "
+            f"got padding={padding!r} for kernel_size={kernel_size}"
+        )
+    return pads
+
+
+def nonempty_spatial(shape: tuple[int, ...], ndim: int, name: str) -> None:
+    """Refuse an array of shape ``shape`` whose last ``ndim`` (spatial) sizes include 0.
+
+    Raises
+    ------
+    ValueError
+        Naming the shape.
+    """
+    if 0 in shape[len(shape) - ndim :]:
+        raise ValueError(f"{name} must have non-empty spatial dimensions, got shape {shape}")
+
+
+def kernel_size_for(kernel_size: object, ndim: object) -> tuple[int, ...]:
+    """A layer's kernel size: its length fixes the dimensions, or ``ndim`` (default 2) does.
+
+    Raises
+    ------
+    TypeError
+        If an entry or ``ndim`` is not an integer.
+    ValueError
+        If the kernel size is empty, an entry is below 1, or ``ndim``
+        disagrees with the length of ``kernel_size``.
+    """
+    dims = None if ndim is None else positive_int(ndim, "ndim")
+    if is_sequence(kernel_size):
+        d = len(kernel_size)  # type: ignore[arg-type]
+        if d < 1:
+            raise ValueError(f"kernel_size must have at least one entry, got {kernel_size!r}")
+        if dims is not None and dims != d:
+            raise ValueError(f"ndim={dims} disagrees with kernel_size={kernel_size!r} ({d} entries)")
+    else:
+        d = 2 if dims is None else dims
+    return int_tuple(kernel_size, d, "kernel_size", minimum=1)
+
+
 def check_choice(value: object, name: str, choices: Sequence[str]) -> str:
     """``value`` if it is one of ``choices``.
 
@@ -140,30 +219,54 @@ def check_workspace(workspace: object) -> int:
     ValueError
         If it is not positive.
     """
-    if isinstance(workspace, (bool, np.bool_)) or not isinstance(workspace, numbers.Integral):
-        raise TypeError(f"workspace must be an int number of bytes, got {workspace!r}")
-    if workspace <= 0:
-        raise ValueError(f"workspace must be a positive number of bytes, got {workspace}")
-    return int(workspace)
+    try:
+        number = as_int(workspace, "workspace")
+    except TypeError:
+        raise TypeError(f"workspace must be an int number of bytes, got {workspace!r}") from None
+    if number <= 0:
+        raise ValueError(f"workspace must be a positive number of bytes, got {number}")
+    return number
+
+
+def as_flag(value: object, name: str) -> bool:
+    """``value`` if it is True or False (a NumPy bool counts); anything else is refused.
+
+    Raises
+    ------
+    TypeError
+        For any other value, ``1`` and ``"yes"`` included.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r} of type {type(value).__name__}")
+    return bool(value)
 
 
 def as_numeric_array(value: ArrayLike, name: str) -> NDArray[Any]:
     """Return ``value`` as an ndarray, refusing dtypes that are not numbers.
 
-    Booleans, strings, objects and datetimes have no meaningful
-    multiply-accumulate, so they are rejected rather than silently cast.
+    Integers, floats, complex numbers and bools (which count as 0 and 1) are
+    numbers; strings, objects and datetimes have no meaningful
+    multiply-accumulate, so they are rejected rather than silently cast. A
+    masked array is refused too: its mask would be silently dropped.
 
     Raises
     ------
     TypeError
-        If the dtype is not integer, floating or complex.
+        If the dtype is not a number's, or ``value`` is a masked array.
     """
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a masked array, whose mask would be ignored; pass {name}.filled(fill_value) "
+            "or the plain data"
+        )
     try:
         array = np.asarray(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be array-like, got {type(value).__name__}: {exc}") from exc
-    if array.dtype.kind not in "iufc":
-        raise TypeError(f"{name} must have an integer, floating or complex dtype, got dtype {array.dtype}")
+    if array.dtype.kind not in "biufc":
+        raise TypeError(
+            f"{name} must have a bool, integer, floating or complex dtype, got dtype {array.dtype}"
+        )
     return array
 
 

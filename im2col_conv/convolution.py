@@ -18,10 +18,18 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._engine import Engine
-from ._operands import ConvGrads, ConvOperands, conv_operands, grad_output_operand, transpose_operands
+from ._operands import (
+    ConvGrads,
+    ConvOperands,
+    conv_operands,
+    for_gradients,
+    grad_output_operand,
+    transpose_operands,
+)
 from ._validation import check_workspace
 from .geometry import ConvGeometry, IntOrTuple, PaddingLike
 from .workspace import DEFAULT_WORKSPACE
@@ -32,7 +40,8 @@ __all__ = ["Columns", "ConvGrads", "conv", "conv_backward", "conv_forward", "con
 class Columns(NamedTuple):
     """The column matrix of one forward pass, kept so the backward pass need not rebuild it.
 
-    Returned by :func:`conv_forward` and accepted by :func:`conv_backward`.
+    Returned by [`conv_forward`][im2col_conv.convolution.conv_forward] and accepted by
+    [`conv_backward`][im2col_conv.convolution.conv_backward].
     Holding it costs ``prod(kernel)`` times the memory of the input.
 
     Attributes
@@ -53,18 +62,44 @@ class Columns(NamedTuple):
     groups: int
 
 
-def _with_bias(y: NDArray[Any], bias: NDArray[Any] | None) -> NDArray[Any]:
+def _finish(y: NDArray[Any], ops: ConvOperands, bias: NDArray[Any] | None = None) -> NDArray[Any]:
+    """Add the bias, convert to the result dtype (exact for integers) and drop a batch axis not given."""
     if bias is not None:
         y += bias.reshape((-1,) + (1,) * (y.ndim - 2))
-    return y
-
-
-def _unbatch(y: NDArray[Any], ops: ConvOperands) -> NDArray[Any]:
+    y = _convert(y, ops.dtype)
     return y[0] if ops.unbatched else y
 
 
+def _convert(y: NDArray[Any], dtype: np.dtype[Any]) -> NDArray[Any]:
+    """``y`` as ``dtype``; in place, a slice at a time, when the item sizes agree.
+
+    An integer result computed in float64 holds exact integers: converting it
+    in its own memory spares a second result-sized array.
+    """
+    if y.dtype == dtype or y.dtype.itemsize != dtype.itemsize or not y.flags.c_contiguous:
+        return y.astype(dtype, copy=False)
+    flat, converted = y.reshape(-1), y.reshape(-1).view(dtype)
+    step = _CONVERT_SLICE // y.dtype.itemsize
+    for start in range(0, flat.size, step):
+        converted[start : start + step] = flat[start : start + step].astype(dtype)
+    return converted.reshape(y.shape)
+
+
+#: Bytes converted at a time by `_convert`.
+_CONVERT_SLICE = 64 << 10
+
+
+def _engine(ops: ConvOperands, workspace: object, grid_size: tuple[int, ...] | None = None) -> Engine:
+    return Engine(ops.geometry, ops.groups, ops.compute, check_workspace(workspace), grid_size=grid_size)
+
+
+def _has_products(ops: ConvOperands) -> bool:
+    """False when a channel count is zero: every sum is empty and no product is formed."""
+    return ops.weight.size > 0
+
+
 def conv(
-    x: ArrayLike,
+    input: ArrayLike,
     weight: ArrayLike,
     bias: ArrayLike | None = None,
     stride: IntOrTuple = 1,
@@ -82,7 +117,7 @@ def conv(
 
     Parameters
     ----------
-    x : array_like, shape (N, C_in, *spatial) or (C_in, *spatial)
+    input : array_like, shape (N, C_in, *spatial) or (C_in, *spatial)
         Input. The number of spatial dimensions ``d`` is ``weight.ndim - 2``.
     weight : array_like, shape (C_out, C_in // groups, *kernel)
         Kernel, in PyTorch's layout.
@@ -98,20 +133,25 @@ def conv(
     workspace : int, optional
         Bound in bytes on the temporary memory of the call (default 64 MiB).
         The batch is lowered a few samples at a time to stay within it; a
-        single sample whose column matrix is larger still forms one chunk.
+        sample too large for it, a band of output rows at a time (see the
+        docs page "Dtypes, exactness and memory").
 
     Returns
     -------
     ndarray, shape (N, C_out, *out_spatial) or (C_out, *out_spatial)
-        Of dtype ``np.result_type(x, weight, bias)``; integer inputs give
-        exact integer results. ``out_spatial`` is given by :func:`output_size`.
+        ``out_spatial`` is given by `output_size`. Integers and bools
+        give exact results accumulated in 64 bits (``int64``, or ``uint64``
+        for unsigned operands); floats and complex numbers follow
+        `numpy.result_type`; ``float16`` is computed in ``float32``.
 
     Raises
     ------
     TypeError
-        For non-numeric arrays or arguments of the wrong type.
+        For non-numeric or masked arrays, or arguments of the wrong type.
     ValueError
         For shapes that do not fit together or an invalid geometry.
+    OverflowError
+        If an integer result could exceed its 64-bit type.
 
     Examples
     --------
@@ -122,14 +162,16 @@ def conv(
     array([[[[ 54,  72],
              [144, 162]]]])
     """
-    ops = conv_operands(x, weight, bias, stride, padding, dilation, groups)
-    engine = Engine(ops.geometry, ops.groups, ops.dtype, check_workspace(workspace))
+    ops = conv_operands(input, weight, bias, stride, padding, dilation, groups)
+    engine = _engine(ops, workspace)
+    if not _has_products(ops):
+        return _finish(np.zeros(ops.output_shape, ops.compute), ops, ops.bias)
     y, _ = engine.forward(ops.x, ops.weight)
-    return _unbatch(_with_bias(y, ops.bias), ops)
+    return _finish(y, ops, ops.bias)
 
 
 def conv_forward(
-    x: ArrayLike,
+    input: ArrayLike,
     weight: ArrayLike,
     bias: ArrayLike | None = None,
     stride: IntOrTuple = 1,
@@ -137,17 +179,18 @@ def conv_forward(
     dilation: IntOrTuple = 1,
     groups: int = 1,
 ) -> tuple[NDArray[Any], Columns]:
-    """:func:`conv`, also returning the column matrix for :func:`conv_backward`.
+    """[`conv`][im2col_conv.convolution.conv], also returning the column matrix for
+    [`conv_backward`][im2col_conv.convolution.conv_backward].
 
-    Parameters are those of :func:`conv`. The whole column matrix is kept,
-    ``prod(kernel)`` times the size of ``x``, so no workspace limit applies.
+    Parameters are those of [`conv`][im2col_conv.convolution.conv]. The whole column matrix is kept,
+    ``prod(kernel)`` times the size of ``input``, so no workspace limit applies.
 
     Returns
     -------
     y : ndarray, shape (N, C_out, *out_spatial) or (C_out, *out_spatial)
-        Same as ``conv(x, weight, bias, ...)``.
+        Same as ``conv(input, weight, bias, ...)``.
     columns : Columns
-        The im2col of ``x``; pass it as ``conv_backward(..., columns=columns)``
+        The im2col of ``input``; pass it as ``conv_backward(..., columns=columns)``
         to skip rebuilding it.
 
     Examples
@@ -161,13 +204,16 @@ def conv_forward(
     >>> conv_backward(np.ones_like(y), x, w, stride=2, columns=columns).bias
     array([4])
     """
-    ops = conv_operands(x, weight, bias, stride, padding, dilation, groups)
-    y, cols = Engine(ops.geometry, ops.groups, ops.dtype, DEFAULT_WORKSPACE).forward(
-        ops.x, ops.weight, keep_columns=True
-    )
-    assert cols is not None
+    ops = conv_operands(input, weight, bias, stride, padding, dilation, groups)
+    if _has_products(ops):
+        y, cols = _engine(ops, DEFAULT_WORKSPACE).forward(ops.x, ops.weight, keep_columns=True)
+        assert cols is not None
+    else:
+        y = np.zeros(ops.output_shape, ops.compute)
+        rows = ops.weight.shape[1] * ops.geometry.kernel_volume
+        cols = np.zeros((ops.groups, rows, ops.x.shape[0] * ops.geometry.output_volume), ops.compute)
     cols.flags.writeable = False
-    return _unbatch(_with_bias(y, ops.bias), ops), Columns(cols, ops.x.shape, ops.geometry, ops.groups)
+    return _finish(y, ops, ops.bias), Columns(cols, ops.x.shape, ops.geometry, ops.groups)
 
 
 def _check_columns(columns: Columns, ops: ConvOperands) -> NDArray[Any]:
@@ -179,12 +225,12 @@ def _check_columns(columns: Columns, ops: ConvOperands) -> NDArray[Any]:
             f"groups={columns.groups}; this call has input shape {ops.x.shape}, {ops.geometry}, "
             f"groups={ops.groups}"
         )
-    return columns.data.astype(ops.dtype, copy=False)
+    return columns.data.astype(ops.compute, copy=False)
 
 
 def conv_backward(
     grad_output: ArrayLike,
-    x: ArrayLike,
+    input: ArrayLike,
     weight: ArrayLike,
     stride: IntOrTuple = 1,
     padding: PaddingLike = 0,
@@ -196,7 +242,7 @@ def conv_backward(
 ) -> ConvGrads:
     """Gradients of a convolution, by matrix products and a col2im scatter-add.
 
-    For a loss ``L`` with ``grad_output = dL/dy`` where ``y = conv(x, weight, ...)``:
+    For a loss ``L`` with ``grad_output = dL/dy`` where ``y = conv(input, weight, ...)``:
     ``dL/dweight = delta @ cols^T`` summed over the batch,
     ``dL/dbias = delta`` summed over batch and positions, and
     ``dL/dx = col2im(weight^T @ delta)``. Gradients are those of the summed
@@ -207,29 +253,33 @@ def conv_backward(
     grad_output : array_like, shape (N, C_out, *out_spatial) or (C_out, *out_spatial)
         Gradient of the loss with respect to the convolution's output; its
         shape must be exactly the forward output's.
-    x : array_like, shape (N, C_in, *spatial) or (C_in, *spatial)
+    input : array_like, shape (N, C_in, *spatial) or (C_in, *spatial)
         The forward input.
     weight : array_like, shape (C_out, C_in // groups, *kernel)
         The forward kernel.
     stride, padding, dilation, groups
-        As given to :func:`conv`.
+        As given to [`conv`][im2col_conv.convolution.conv].
     columns : Columns, optional
-        The column matrix returned by :func:`conv_forward` for this ``x``; if
-        given, ``x`` is not lowered again.
+        The column matrix returned by [`conv_forward`][im2col_conv.convolution.conv_forward] for this
+        ``input``;
+        if given, ``input`` is not lowered again.
     workspace : int, optional
         Bound in bytes on the temporary memory of the call (default 64 MiB),
-        as for :func:`conv`.
+        as for [`conv`][im2col_conv.convolution.conv].
 
     Returns
     -------
     ConvGrads
-        ``(input, weight, bias)`` gradients, shaped like ``x``, ``weight`` and
-        ``(C_out,)``, of dtype ``np.result_type(grad_output, x, weight)``.
+        ``(input, weight, bias)`` gradients, shaped like ``input``, ``weight``
+        and ``(C_out,)``, of the dtype [`conv`][im2col_conv.convolution.conv] gives for
+        ``grad_output``, ``input`` and ``weight``. For complex operands they
+        follow PyTorch's convention: ``grad_input = col2im(conj(W)^T @ delta)``,
+        ``grad_weight = delta @ conj(cols)^T``.
 
     Raises
     ------
-    TypeError, ValueError
-        As for :func:`conv`, and if ``grad_output`` does not have the forward
+    TypeError, ValueError, OverflowError
+        As for [`conv`][im2col_conv.convolution.conv], and if ``grad_output`` does not have the forward
         output's shape.
 
     Examples
@@ -247,37 +297,46 @@ def conv_backward(
     >>> grads.bias
     array([4])
     """
-    ops = conv_operands(x, weight, None, stride, padding, dilation, groups, grad_output=grad_output)
+    ops = conv_operands(input, weight, None, stride, padding, dilation, groups, grad_output=grad_output)
     gy = grad_output_operand(grad_output, ops)
-    engine = Engine(ops.geometry, ops.groups, ops.dtype, check_workspace(workspace))
+    engine = _engine(ops, workspace)
     cols = None if columns is None else _check_columns(columns, ops)
-    grad_x, grad_w = engine.backward(gy, ops.x, ops.weight, cols)
-    grad_b = gy.sum(axis=(0, *range(2, gy.ndim)), dtype=ops.dtype)
-    return ConvGrads(_unbatch(grad_x, ops), grad_w.reshape(ops.weight.shape), grad_b)
+    grad_b = gy.sum(axis=(0, *range(2, gy.ndim)), dtype=ops.compute).astype(ops.dtype, copy=False)
+    if not _has_products(ops):
+        grad_w = np.zeros(ops.weight.shape, ops.dtype)
+        return ConvGrads(_finish(np.zeros(ops.x.shape, ops.compute), ops), grad_w, grad_b)
+    if cols is not None and ops.compute.kind == "c":
+        cols = np.conj(cols)
+    conjugated = for_gradients(ops)
+    grad_x, grad_w = engine.backward(gy, conjugated.x, conjugated.weight, cols)
+    grad_w = _convert(grad_w.reshape(ops.weight.shape), ops.dtype)
+    return ConvGrads(_finish(grad_x, ops), grad_w, grad_b)
 
 
 def conv_transpose(
-    x: ArrayLike,
+    input: ArrayLike,
     weight: ArrayLike,
     bias: ArrayLike | None = None,
     stride: IntOrTuple = 1,
     padding: PaddingLike = 0,
     output_padding: IntOrTuple = 0,
-    dilation: IntOrTuple = 1,
     groups: int = 1,
+    dilation: IntOrTuple = 1,
     *,
     workspace: int = DEFAULT_WORKSPACE,
 ) -> NDArray[Any]:
-    """Transposed convolution: the input-gradient map of :func:`conv`, applied to ``x``.
+    """Transposed convolution: the input-gradient map of [`conv`][im2col_conv.convolution.conv], applied
+    to ``input``.
 
     Follows PyTorch's ``conv_transpose{1,2,3}d``: each spatial output size is
     ``(in - 1) * stride - pad_before - pad_after + dilation * (k - 1) + output_padding + 1``.
-    Computed as ``col2im(weight^T @ x)``, the same GEMM and scatter-add as the
-    input gradient of :func:`conv_backward`.
+    Arguments and their order are PyTorch's (``groups`` before ``dilation``).
+    Computed as ``col2im(weight^T @ input)``, the same GEMM and scatter-add as the
+    input gradient of [`conv_backward`][im2col_conv.convolution.conv_backward].
 
     Parameters
     ----------
-    x : array_like, shape (N, C_in, *spatial) or (C_in, *spatial)
+    input : array_like, shape (N, C_in, *spatial) or (C_in, *spatial)
     weight : array_like, shape (C_in, C_out // groups, *kernel)
         PyTorch's layout for transposed convolutions.
     bias : array_like, shape (C_out,), optional
@@ -297,12 +356,13 @@ def conv_transpose(
     Returns
     -------
     ndarray, shape (N, C_out, *out_spatial) or (C_out, *out_spatial)
-        Of dtype ``np.result_type(x, weight, bias)``.
+        Of the dtype [`conv`][im2col_conv.convolution.conv] gives for the same operands.
 
     Raises
     ------
-    TypeError, ValueError
-        For malformed arrays or geometry.
+    TypeError, ValueError, OverflowError
+        For malformed arrays or geometry, or an integer result that could
+        exceed its 64-bit type.
 
     Examples
     --------
@@ -316,8 +376,9 @@ def conv_transpose(
            [1, 1, 2, 1, 1],
            [1, 1, 2, 1, 1]])
     """
-    ops = transpose_operands(x, weight, bias, stride, padding, output_padding, groups, dilation)
-    engine = Engine(
-        ops.geometry, ops.groups, ops.dtype, check_workspace(workspace), grid_size=ops.x.shape[2:]
-    )
-    return _unbatch(_with_bias(engine.input_gradient(ops.x, ops.weight), ops.bias), ops)
+    ops = transpose_operands(input, weight, bias, stride, padding, output_padding, groups, dilation)
+    if not _has_products(ops):
+        size = (ops.x.shape[0], ops.weight.shape[1] * ops.groups, *ops.geometry.input_size)
+        return _finish(np.zeros(size, ops.compute), ops, ops.bias)
+    engine = _engine(ops, workspace, grid_size=ops.x.shape[2:])
+    return _finish(engine.input_gradient(ops.x, ops.weight), ops, ops.bias)

@@ -3,7 +3,7 @@
 Everything about *where* a convolution reads lives here: turning the user's
 ``stride``/``padding``/``dilation`` arguments into per-dimension tuples,
 checking them, and computing output sizes. The lowering and the matrix
-products never look at the raw arguments, only at a :class:`ConvGeometry`.
+products never look at the raw arguments, only at a [`ConvGeometry`][im2col_conv.geometry.ConvGeometry].
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Union
+
+import numpy as np
 
 from ._validation import as_int, int_tuple, is_sequence
 
@@ -23,6 +25,9 @@ __all__ = [
     "output_size",
     "padding_spec",
 ]
+
+#: Largest number of positions an array axis product can hold on this platform.
+_MAX_ELEMENTS = int(np.iinfo(np.intp).max)
 
 #: An int applied to every spatial dimension, or one int per dimension.
 IntOrTuple = Union[int, Sequence[int]]
@@ -101,7 +106,8 @@ def normalize_padding(
 class ConvGeometry:
     """Where every window of a convolution reads, per spatial dimension.
 
-    Build it with :meth:`ConvGeometry.create`, which validates the arguments;
+    Build it with [`ConvGeometry.create`][im2col_conv.geometry.ConvGeometry.create], which validates the
+    arguments;
     the constructor trusts its inputs.
 
     Attributes
@@ -162,6 +168,17 @@ class ConvGeometry:
                 f"kernel_size {kernel} with dilation {dilations} spans {extent}, larger than the "
                 f"padded input {padded} (input_size {size}, padding {pads})"
             )
+        for what, count in (
+            ("padded input", math.prod(padded)),
+            ("output", geometry.output_volume),
+            ("kernel", geometry.kernel_volume),
+        ):
+            if count > _MAX_ELEMENTS:
+                raise ValueError(
+                    f"the {what} of this geometry would have {count} positions per channel, more than "
+                    f"an array can index ({_MAX_ELEMENTS}): input_size {size}, kernel_size {kernel}, "
+                    f"stride {strides}, padding {pads}, dilation {dilations}"
+                )
         return geometry
 
     @classmethod
@@ -181,7 +198,8 @@ class ConvGeometry:
         entries per dimension (PyTorch's rule). The returned geometry is the
         forward convolution from that output size back to ``input_size``
         windows: its ``input_size`` is the transposed output size, and its
-        window grid is ``input_size`` (one more than :attr:`output_size` in a
+        window grid is ``input_size`` (one more than
+        [`output_size`][im2col_conv.geometry.ConvGeometry.output_size] in a
         dimension where ``output_padding`` reaches a new window's start).
 
         Raises
@@ -261,8 +279,10 @@ class ConvGeometry:
         Parameters
         ----------
         grid_size : sequence of int, optional
-            Windows per dimension; default :attr:`output_size`. The positions
-            past the reach of the output grid are the :attr:`leftover`.
+            Windows per dimension; default
+            [`output_size`][im2col_conv.geometry.ConvGeometry.output_size]. The positions
+            past the reach of the output grid are the
+            [`leftover`][im2col_conv.geometry.ConvGeometry.leftover].
         """
         grid = self.output_size if grid_size is None else grid_size
         return tuple((g - 1) * s + e for g, s, e in zip(grid, self.stride, self.kernel_extent))
@@ -377,7 +397,7 @@ def padding_spec(padding: PaddingLike, ndim: int) -> str | tuple[tuple[int, int]
     Raises
     ------
     TypeError, ValueError
-        As :func:`normalize_padding`.
+        As [`normalize_padding`][im2col_conv.geometry.normalize_padding].
 
     Examples
     --------

@@ -1,8 +1,8 @@
 """A convolution layer with its own weights, for hand-written training loops.
 
-:class:`Conv` owns a ``weight`` and an optional ``bias``, runs the im2col
-forward of :func:`~im2col_conv.convolution.conv_forward`, keeps what its backward
-needs, and stores the parameter gradients when :meth:`Conv.backward` is
+[`Conv`][im2col_conv.layer.Conv] owns a ``weight`` and an optional ``bias``, runs the im2col
+forward of [`conv_forward`][im2col_conv.convolution.conv_forward], keeps what its backward
+needs, and stores the parameter gradients when [`Conv.backward`][im2col_conv.layer.Conv.backward] is
 called. The rest of a network (activations, pooling, the loss, the
 optimiser) is left to the caller.
 """
@@ -16,7 +16,15 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import direct
-from ._validation import as_int, as_numeric_array, check_choice, int_tuple, is_sequence, positive_int
+from ._validation import (
+    as_flag,
+    as_int,
+    as_numeric_array,
+    check_choice,
+    int_tuple,
+    kernel_size_for,
+    positive_int,
+)
 from .convolution import Columns, ConvGrads, conv_backward, conv_forward
 from .geometry import IntOrTuple, PaddingLike, padding_spec
 
@@ -60,7 +68,7 @@ class Conv:
     """N-D convolution layer: im2col forward, GEMM + col2im backward, learnable weight and bias.
 
     Computes ``y = conv(x, weight, bias, stride, padding, dilation, groups)``
-    (cross-correlation, as in deep learning) and, on :meth:`backward`, the
+    (cross-correlation, as in deep learning) and, on [`backward`][im2col_conv.layer.Conv.backward], the
     gradients of a loss with respect to ``x``, ``weight`` and ``bias``.
 
     The number of spatial dimensions ``d`` is ``len(kernel_size)``. An int
@@ -79,7 +87,7 @@ class Conv:
         Per-dimension stride and kernel dilation (default 1).
     padding : str, int, sequence of int or of (int, int), optional
         ``"valid"``, ``"same"``, symmetric amounts or ``(before, after)``
-        pairs per dimension (default 0), as for :func:`~im2col_conv.convolution.conv`.
+        pairs per dimension (default 0), as for [`conv`][im2col_conv.convolution.conv].
     groups : int, optional
         Number of independent channel groups (default 1).
     bias : bool, optional
@@ -96,15 +104,16 @@ class Conv:
         Source of the initial weights, or a seed for one. Default: a fresh
         ``numpy.random.default_rng()``.
     keep : {"columns", "input"}, optional
-        What :meth:`forward` keeps for :meth:`backward`. ``"columns"``
+        What [`forward`][im2col_conv.layer.Conv.forward] keeps for
+        [`backward`][im2col_conv.layer.Conv.backward]. ``"columns"``
         (default) keeps the im2col matrix, so the backward pass does not
         rebuild it; it costs ``prod(kernel_size)`` times the input's memory.
         ``"input"`` keeps only (a reference to) ``x`` and rebuilds the
         columns in the backward pass.
     backward_method : {"im2col", "direct"}, optional
-        How :meth:`backward` computes gradients: ``"im2col"`` (default)
-        with :func:`~im2col_conv.convolution.conv_backward`, or ``"direct"``
-        with the dilate-pad-rotate method of :mod:`im2col_conv.direct`, which
+        How [`backward`][im2col_conv.layer.Conv.backward] computes gradients: ``"im2col"`` (default)
+        with [`conv_backward`][im2col_conv.convolution.conv_backward], or ``"direct"``
+        with the dilate-pad-rotate method of [`im2col_conv.direct`][im2col_conv.direct], which
         ignores kept columns. Can be changed later through the attribute of
         the same name.
 
@@ -116,10 +125,10 @@ class Conv:
         ``fan_in = C_in / groups * prod(kernel_size)``.
     bias : ndarray, shape (C_out,), or None
         Same distribution as ``weight``.
-    grad_weight : ndarray, shape like ``weight``, or None
-        Set by :meth:`backward` (overwritten, not accumulated).
+    grad_weight : ndarray of the shape of weight, or None
+        Set by [`backward`][im2col_conv.layer.Conv.backward] (overwritten, not accumulated).
     grad_bias : ndarray, shape (C_out,), or None
-        Set by :meth:`backward` when the layer has a bias.
+        Set by [`backward`][im2col_conv.layer.Conv.backward] when the layer has a bias.
     stride, dilation : tuple of int
         Normalised per-dimension values.
     padding : str or tuple of (int, int)
@@ -128,12 +137,13 @@ class Conv:
     Notes
     -----
     Gradients are those of the loss whose gradient is passed in: nothing is
-    divided by the batch size. What :meth:`forward` keeps stays until the
-    next call to :meth:`forward` or :meth:`clear`, so :meth:`backward` may be
+    divided by the batch size. What [`forward`][im2col_conv.layer.Conv.forward] keeps stays until the
+    next call to [`forward`][im2col_conv.layer.Conv.forward] or [`clear`][im2col_conv.layer.Conv.clear],
+    so [`backward`][im2col_conv.layer.Conv.backward] may be
     called more than once for the same forward pass (for instance once per
     backward method, to compare them). It is a snapshot: changing the
     layer's ``weight``, ``stride`` or ``padding``, or the caller's ``x``,
-    after :meth:`forward` does not change the gradients of that pass.
+    after [`forward`][im2col_conv.layer.Conv.forward] does not change the gradients of that pass.
 
     Examples
     --------
@@ -188,23 +198,12 @@ class Conv:
                 f"groups={self.groups} must divide both in_channels={self.in_channels} and "
                 f"out_channels={self.out_channels}"
             )
-        if ndim is not None:
-            ndim = positive_int(ndim, "ndim")
-        if is_sequence(kernel_size):
-            d = len(kernel_size)  # type: ignore[arg-type]
-            if d < 1:
-                raise ValueError(f"kernel_size must have at least one entry, got {kernel_size!r}")
-            if ndim is not None and ndim != d:
-                raise ValueError(f"ndim={ndim} disagrees with kernel_size={kernel_size!r} ({d} entries)")
-        else:
-            d = 2 if ndim is None else ndim
-        self.ndim = d
-        self.kernel_size = int_tuple(kernel_size, d, "kernel_size", minimum=1)
+        self.kernel_size = kernel_size_for(kernel_size, ndim)
+        self.ndim = d = len(self.kernel_size)
         self.stride = int_tuple(stride, d, "stride", minimum=1)
         self.dilation = int_tuple(dilation, d, "dilation", minimum=1)
         self.padding: str | tuple[tuple[int, int], ...] = padding_spec(padding, d)
-        if not isinstance(bias, (bool, np.bool_)):
-            raise TypeError(f"bias must be True or False, got {bias!r} of type {type(bias).__name__}")
+        has_bias = as_flag(bias, "bias")
         try:
             self.dtype: np.dtype[Any] = np.dtype(dtype)
         except TypeError as exc:
@@ -220,7 +219,7 @@ class Conv:
         shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
         self.weight = generator.uniform(-bound, bound, size=shape).astype(self.dtype)
         self.bias = (
-            generator.uniform(-bound, bound, size=self.out_channels).astype(self.dtype) if bias else None
+            generator.uniform(-bound, bound, size=self.out_channels).astype(self.dtype) if has_bias else None
         )
         self.grad_weight = None
         self.grad_bias = None
@@ -230,7 +229,8 @@ class Conv:
 
     @property
     def keep(self) -> str:
-        """``"columns"`` or ``"input"``: what :meth:`forward` keeps for :meth:`backward`."""
+        """``"columns"`` or ``"input"``: what [`forward`][im2col_conv.layer.Conv.forward] keeps for
+        [`backward`][im2col_conv.layer.Conv.backward]."""
         return self._keep
 
     @keep.setter
@@ -239,7 +239,8 @@ class Conv:
 
     @property
     def backward_method(self) -> str:
-        """``"im2col"`` or ``"direct"``: how :meth:`backward` computes gradients."""
+        """``"im2col"`` or ``"direct"``: how [`backward`][im2col_conv.layer.Conv.backward] computes
+        gradients."""
         return self._backward_method
 
     @backward_method.setter
@@ -275,7 +276,7 @@ class Conv:
         -------
         ndarray, shape (N, C_out, *out_spatial) or (C_out, *out_spatial)
             Of the layer's dtype. ``out_spatial`` is given by
-            :func:`~im2col_conv.geometry.output_size`.
+            [`output_size`][im2col_conv.geometry.output_size].
 
         Raises
         ------
@@ -297,7 +298,8 @@ class Conv:
     __call__ = forward
 
     def backward(self, grad_output: ArrayLike) -> NDArray[Any]:
-        """Gradients for the last :meth:`forward`: return ``dL/dx``, store ``dL/dweight``, ``dL/dbias``.
+        """Gradients for the last [`forward`][im2col_conv.layer.Conv.forward]: return ``dL/dx``, store
+        ``dL/dweight``, ``dL/dbias``.
 
         Parameters
         ----------
@@ -313,8 +315,8 @@ class Conv:
         Raises
         ------
         RuntimeError
-            If :meth:`forward` has not been called since construction or the
-            last :meth:`clear`.
+            If [`forward`][im2col_conv.layer.Conv.forward] has not been called since construction or the
+            last [`clear`][im2col_conv.layer.Conv.clear].
         ValueError
             If ``grad_output`` does not have the forward output's shape.
         TypeError
@@ -342,5 +344,5 @@ class Conv:
         return grads.input.astype(self.dtype, copy=False)
 
     def clear(self) -> None:
-        """Drop what the last :meth:`forward` kept (the input and any columns)."""
+        """Drop what the last [`forward`][im2col_conv.layer.Conv.forward] kept (the input and any columns)."""
         self._pass = None

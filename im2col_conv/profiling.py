@@ -1,8 +1,9 @@
 """Where a call spends its time: the engine's phases, timed on request.
 
-The engine marks its three kinds of work (the lowering copy, the matrix
-products, the col2im additions) with :func:`phase`. Nothing is timed unless
-a :func:`record_phases` block is open in the calling thread or task, so the
+The engines mark their kinds of work (the lowering copy, the matrix
+products, the col2im additions, and pooling's reductions over the kernel
+offsets) with [`phase`][im2col_conv.profiling.phase]. Nothing is timed unless
+a [`record_phases`][im2col_conv.profiling.record_phases] block is open in the calling thread or task, so the
 marks cost one context-variable look-up each otherwise.
 
 Examples
@@ -26,7 +27,7 @@ from contextvars import ContextVar
 __all__ = ["PHASES", "phase", "record_phases"]
 
 #: The phases the engine reports.
-PHASES = ("lowering", "matmul", "col2im")
+PHASES = ("lowering", "matmul", "col2im", "reduction")
 
 _recording: ContextVar[dict[str, float] | None] = ContextVar("im2col_conv_phases", default=None)
 
@@ -38,7 +39,7 @@ def record_phases() -> Iterator[dict[str, float]]:
     Yields
     ------
     dict of str to float
-        Filled as the calls run: seconds spent in each of :data:`PHASES`
+        Filled as the calls run: seconds spent in each of `PHASES`
         that occurred. Time outside the phases (checks, allocation, the
         batch-first transposes) is the call's total minus their sum.
     """

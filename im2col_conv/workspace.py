@@ -7,17 +7,20 @@ too large for that a band of output rows at a time, so that the temporaries
 of one call stay within a *workspace* limit whatever the batch and image
 size, and, in the common case, within the processor's cache.
 
-This module owns that decision: the budget (:data:`DEFAULT_WORKSPACE`,
-:data:`CACHE_BYTES`, :data:`RESERVED_BYTES`, :data:`MIN_TILE_BYTES`), the
-plan (:func:`plan_tiles`, :func:`batch_chunks`, :class:`Tile`) and the
-buffers a plan's tiles share (:class:`Scratch`).
+This module owns that decision: the budget (`DEFAULT_WORKSPACE`,
+`CACHE_BYTES`,
+`RESERVED_BYTES`,
+`MIN_TILE_BYTES`), the
+plan ([`plan_tiles`][im2col_conv.workspace.plan_tiles],
+[`batch_chunks`][im2col_conv.workspace.batch_chunks], [`Tile`][im2col_conv.workspace.Tile]) and the
+buffers a plan's tiles share ([`Scratch`][im2col_conv.workspace.Scratch]).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -32,6 +35,7 @@ __all__ = [
     "RESERVED_BYTES",
     "Scratch",
     "Tile",
+    "TilePlan",
     "batch_chunks",
     "plan_tiles",
 ]
@@ -52,7 +56,7 @@ RESERVED_BYTES = 128 << 10
 #: Smallest tile budget, whatever the workspace: below it, each tile's work
 #: would be dominated by the Python overhead of visiting it. A workspace
 #: smaller than ``RESERVED_BYTES + MIN_TILE_BYTES`` therefore holds as that.
-MIN_TILE_BYTES = 1 << 10
+MIN_TILE_BYTES = 64 << 10
 
 #: ``tile_bytes(samples, output_size)``: temporary bytes of a tile of that
 #: many samples whose output grid has that spatial size.
@@ -152,6 +156,57 @@ class Tile(NamedTuple):
         return cut + grid_size[len(cut) :]
 
 
+class TilePlan:
+    """The tiles of one call, made one at a time as they are visited.
+
+    A plan of many small tiles would otherwise hold a [`Tile`][im2col_conv.workspace.Tile] (and its
+    geometry) per tile for the whole call. Iterate over it for the tiles, in
+    order; `whole` tells whether every tile holds whole samples.
+
+    Attributes
+    ----------
+    whole : bool
+        True when the plan groups whole samples (no sample is cut).
+    axis : int
+        With cut samples, the spatial axis cut into bands; the axes before it
+        are cut into single positions. ``-1`` for whole samples.
+    """
+
+    def __init__(
+        self,
+        batch: int,
+        geometry: ConvGeometry,
+        grid: tuple[int, ...],
+        chunks: list[slice] | None,
+        axis: int = -1,
+        most: int = 0,
+    ) -> None:
+        self._batch, self._geometry, self._grid = batch, geometry, grid
+        self._chunks, self.axis, self._most = chunks, axis, most
+        self.whole = chunks is not None
+
+    def __iter__(self) -> Iterator[Tile]:
+        if self._chunks is not None:
+            yield from (Tile(chunk, (), (), self._geometry) for chunk in self._chunks)
+            return
+        bands = _even_slices(self._grid[self.axis], self._most)
+        for n in range(self._batch):
+            for prefix in itertools.product(*(range(g) for g in self._grid[: self.axis])):
+                for band in bands:
+                    window = (*(slice(p, p + 1) for p in prefix), band)
+                    geometry, inputs = self._geometry, []
+                    for cut, rows in enumerate(window):
+                        read, geometry = geometry.band(rows, cut)
+                        inputs.append(read)
+                    yield Tile(slice(n, n + 1), window, tuple(inputs), geometry)
+
+    def __len__(self) -> int:
+        if self._chunks is not None:
+            return len(self._chunks)
+        cut = math.prod(self._grid[: self.axis]) * len(_even_slices(self._grid[self.axis], self._most))
+        return self._batch * cut
+
+
 def plan_tiles(
     batch: int,
     geometry: ConvGeometry,
@@ -159,15 +214,16 @@ def plan_tiles(
     workspace: int,
     *,
     grid_size: tuple[int, ...] | None = None,
-) -> list[Tile]:
+) -> TilePlan:
     """Cut a call's batch and output grid into tiles whose temporaries fit.
 
-    Whole samples are grouped as in :func:`batch_chunks` when one sample
+    Whole samples are grouped as in [`batch_chunks`][im2col_conv.workspace.batch_chunks] when one sample
     fits. Otherwise each sample is cut into bands of output rows along the
     first spatial axis; if a single row is still too large, into single rows
     along the first axis and bands along the second, and so on. Only a single
     output position larger than the budget breaks the limit. The plan costs
-    a logarithmic number of ``tile_bytes`` calls.
+    a logarithmic number of ``tile_bytes`` calls, and its tiles are made as
+    they are visited.
 
     Parameters
     ----------
@@ -186,8 +242,9 @@ def plan_tiles(
 
     Returns
     -------
-    list of Tile
-        In order, covering every sample and output position once.
+    TilePlan
+        Iterating over it gives the tiles in order, covering every sample
+        and output position once.
 
     Examples
     --------
@@ -205,7 +262,7 @@ def plan_tiles(
     budget = _budget(workspace)
     per_sample = tile_bytes(1, grid)
     if per_sample <= budget or batch == 0 or 0 in grid:
-        return [Tile(chunk, (), (), geometry) for chunk in batch_chunks(batch, per_sample, workspace)]
+        return TilePlan(batch, geometry, grid, batch_chunks(batch, per_sample, workspace))
     for axis in range(len(grid)):
 
         def size(rows: int, axis: int = axis) -> int:
@@ -214,16 +271,7 @@ def plan_tiles(
         if size(1) <= budget or axis == len(grid) - 1:
             break
     most = _largest_fitting(grid[axis], lambda rows: size(rows) <= budget)
-    tiles = []
-    for prefix in itertools.product(*(range(g) for g in grid[:axis])):
-        for band in _even_slices(grid[axis], most):
-            window = (*(slice(p, p + 1) for p in prefix), band)
-            tile_geometry, inputs = geometry, []
-            for cut, rows in enumerate(window):
-                read, tile_geometry = tile_geometry.band(rows, cut)
-                inputs.append(read)
-            tiles.append(Tile(slice(0, 1), window, tuple(inputs), tile_geometry))
-    return [tile._replace(batch=slice(n, n + 1)) for n in range(batch) for tile in tiles]
+    return TilePlan(batch, geometry, grid, None, axis, most)
 
 
 class Scratch:

@@ -19,21 +19,26 @@ PACKAGE = Path(__file__).resolve().parent.parent / "im2col_conv"
 LAYERS = {
     "_validation": 0,
     "profiling": 0,
+    "_dtypes": 0,
     "geometry": 1,
     "_operands": 2,
     "_lowering": 2,
     "_shifted": 2,
+    "_pool_windows": 2,
     "workspace": 2,
     "direct": 3,
     "lowering": 3,
     "_engine": 3,
+    "_pool_engine": 3,
+    "_polyphase": 2,
     "convolution": 4,
     "pooling": 4,
     "layer": 5,
+    "pool_layers": 5,
     "equivalence": 6,
-    "testing": 6,
-    "__init__": 7,
-    "__main__": 8,
+    "testing": 7,
+    "__init__": 8,
+    "__main__": 9,
 }
 
 IM2COL_PATH = {"_lowering", "_shifted", "lowering", "_engine", "workspace", "convolution"}
@@ -94,7 +99,7 @@ def test_direct_method_does_not_import_the_im2col_path():
         reached |= _imports(path)
     assert reached, "the import scan found nothing: it is broken"
     assert not reached & IM2COL_PATH, f"direct imports {reached & IM2COL_PATH}"
-    assert reached <= {"_operands", "_validation", "geometry"}
+    assert reached <= {"_dtypes", "_operands", "_validation", "geometry"}
 
 
 def test_the_scan_sees_relative_imports():
@@ -106,15 +111,15 @@ def test_the_scan_sees_relative_imports():
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_modules_and_functions_are_short(path):
-    if path.name == "equivalence.py":
-        pytest.xfail("the proof module is being split into a package")
     text = path.read_text(encoding="utf-8")
     assert text.count("\n") <= 420, f"{path.name} has {text.count(chr(10))} lines"
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             assert node.end_lineno is not None
-            length = node.end_lineno - node.lineno + 1
-            assert length <= 90, f"{path.name}: {node.name} has {length} lines"
+            # Code lines: from the first statement after the docstring to the end.
+            first = node.body[1] if ast.get_docstring(node) and len(node.body) > 1 else node.body[0]
+            length = node.end_lineno - first.lineno + 1
+            assert length <= 80, f"{path.name}: {node.name} has {length} lines"
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(PACKAGE)))

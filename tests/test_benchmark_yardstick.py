@@ -35,3 +35,20 @@ def test_textbook_matches_the_library_exactly_in_integers(k, stride, padding):
     want = ic.conv_backward(gy, x, w, stride=stride, padding=padding)
     for a, b_ in zip(got, want):
         assert np.array_equal(a, b_)
+
+
+@pytest.mark.parametrize(("k", "stride", "padding"), [(3, 2, 1), (2, 2, 0), (3, 1, 1), (7, 7, 0)])
+def test_textbook_pooling_matches_the_library(k, stride, padding):
+    textbook = _textbook()
+    rng = np.random.default_rng(k * 10 + stride)
+    # Distinct values: the max and its winner are unique, so both agree exactly.
+    x = rng.permutation(4 * 3 * 14 * 14).reshape(4, 3, 14, 14).astype(np.float64)
+    y = textbook.textbook_max_pool(x, k, stride, padding)
+    assert np.array_equal(y, ic.max_pool(x, k, stride, padding))
+    gy = rng.integers(-5, 6, size=y.shape).astype(np.float64)
+    got = textbook.textbook_max_pool_backward(gy, x, k, stride, padding)
+    assert np.array_equal(got, ic.max_pool_backward(gy, x, k, stride, padding))
+    mean = textbook.textbook_avg_pool(x, k, stride, padding)
+    np.testing.assert_allclose(mean, ic.avg_pool(x, k, stride, padding), rtol=1e-14)
+    got = textbook.textbook_avg_pool_backward(gy, x.shape, k, stride, padding)
+    np.testing.assert_allclose(got, ic.avg_pool_backward(gy, x.shape, k, stride, padding), rtol=1e-14)

@@ -210,7 +210,7 @@ def test_float32_stays_float32_and_unbatched_input_works():
     [
         lambda f: f(np.ones((1, 2, 5)), np.ones((1, 2, 3)), groups=2),
         lambda f: f(np.ones((1, 2, 5)), np.ones((1, 2, 9))),
-        lambda f: f(np.ones((1, 2, 5), dtype=bool), np.ones((1, 2, 3))),
+        lambda f: f(np.full((1, 2, 5), "a"), np.ones((1, 2, 3))),
         lambda f: f(np.ones((1, 2, 5)), np.ones((1, 2, 3)), stride=0),
         lambda f: f(np.ones((1, 2, 5)), np.ones((1, 2, 3)), padding="full"),
         lambda f: f(np.ones((1, 2, 5)), np.ones((1, 2, 3)), bias=np.ones(2)),

@@ -11,8 +11,7 @@ import itertools
 import numpy as np
 import pytest
 
-from im2col_conv import direct
-from im2col_conv.convolution import ConvGrads
+from im2col_conv import ConvGrads, direct
 from im2col_conv.equivalence import (
     col2im_matrix,
     compare_float64,
@@ -161,11 +160,19 @@ def test_quick_sweep_proves_every_geometry(capsys):
     grid = sweep_grid(quick=True)
     assert {len(case.input_size) for case in grid} == {1, 2, 3}
     assert {case.groups for case in grid} == {1, 2}
-    assert main(["--quick", "--no-float"]) == 0
+    assert main(["--quick", "--no-float", "--jobs", "1", "--no-progress"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == len(grid) + 1
-    assert all(" proved " in line for line in lines[:-1])
-    assert lines[-1].startswith(f"proved {len(grid)} of {len(grid)} geometries exactly")
+    proved = [line for line in lines if line[:4].strip().isdigit()]
+    assert len(proved) == len(grid)
+    assert all(" proved " in line for line in proved)
+    assert any(line.startswith(f"proved {len(grid)} of {len(grid)} geometries exactly") for line in lines)
+    assert lines[-1] == "everything proved"
+
+
+def test_usage_errors_exit_with_status_2(capsys):
+    assert main(["--no-such-option"]) == 2
+    assert main(["--help"]) == 0
+    assert "exit status: 0 everything proved, 1" in capsys.readouterr().out
 
 
 def test_full_grid_covers_what_the_sweep_promises():
@@ -195,3 +202,18 @@ def test_float64_at_realistic_sizes_agrees_to_rounding():
     result = compare_float64(batch=8, in_channels=16, out_channels=32, size=(32, 32), stride=2, padding=1)
     assert result.worst < 1e-13
     assert str(result).startswith("float64 N=8, C 16->32")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (dict(groups=0), ValueError, r"groups must be >= 1, got 0"),
+        (dict(groups=2, in_channels=3), ValueError, r"groups=2 must divide both the input channels \(3\)"),
+        (dict(in_channels=0), ValueError, r"in_channels must be >= 1, got 0"),
+        (dict(input_size=0), ValueError, r"larger than the padded input \(0,\)"),
+    ],
+)
+def test_prove_geometry_refuses_bad_arguments_by_name(kwargs, error, match):
+    args = dict(input_size=5, kernel_size=3) | kwargs
+    with pytest.raises(error, match=match):
+        prove_geometry(**args)

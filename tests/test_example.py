@@ -57,11 +57,11 @@ def test_main_prints_accuracy_and_saves_plot(
     assert plot.stat().st_size > 0
 
 
-def test_pooling_backward_is_the_adjoint(example: ModuleType) -> None:
-    rng = np.random.default_rng(0)
-    z = rng.standard_normal((2, 3, 4, 6))
-    pooled, winner = example.maxpool2_forward(z)
-    np.testing.assert_array_equal(pooled, z.reshape(2, 3, 2, 2, 3, 2).max(axis=(3, 5)))
-    g = rng.standard_normal(pooled.shape)
-    # <pool(z), g> is linear in z around a point without ties, so its gradient is backward(g).
-    assert np.isclose((pooled * g).sum(), (z * example.maxpool2_backward(g, winner)).sum())
+def test_the_model_pools_with_the_library(example: ModuleType) -> None:
+    from im2col_conv import MaxPool, max_pool
+
+    model = example.DigitsCNN(np.random.default_rng(0))
+    assert isinstance(model.pool1, MaxPool) and isinstance(model.pool2, MaxPool)
+    z = np.random.default_rng(1).standard_normal((2, 3, 4, 6))
+    np.testing.assert_array_equal(model.pool1(z), z.reshape(2, 3, 2, 2, 3, 2).max(axis=(3, 5)))
+    np.testing.assert_array_equal(model.pool1(z), max_pool(z, 2))

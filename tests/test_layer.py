@@ -312,7 +312,7 @@ def test_constructor_rejects_bad_arguments(
 @pytest.mark.parametrize(
     ("shape", "match"),
     [
-        ((1, 2, 5, 5), "x has 2 channels but weight of shape \\(2, 1, 3, 3\\) with groups=1 expects 1"),
+        ((1, 2, 5, 5), "input has 2 channels but weight of shape \\(2, 1, 3, 3\\) with groups=1 expects 1"),
         ((1, 1, 4, 4, 4), "with 2 spatial dimension"),
         ((4,), "with 2 spatial dimension"),
     ],

@@ -124,11 +124,34 @@ def test_conv_results_do_not_alias_input(kernel):
 # --- dtypes ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.complex64, np.int32, np.int16])
-def test_dtype_is_preserved_by_every_function(dtype):
+@pytest.mark.parametrize("dtype", [np.float32, np.complex64, np.float16, np.float64])
+def test_float_dtype_is_preserved_by_every_function(dtype):
     results = _every_call(*_operands(dtype))
     for r in results:
         assert r.dtype == dtype
+
+
+# Written from the documented rule (sums of integers accumulate in 64 bits, as np.sum's do),
+# not from the library's code.
+INTEGER_RESULT = {
+    np.int8: np.int64,
+    np.int16: np.int64,
+    np.int32: np.int64,
+    np.int64: np.int64,
+    np.uint8: np.uint64,
+    np.uint16: np.uint64,
+    np.uint32: np.uint64,
+    np.uint64: np.uint64,
+}
+
+
+@pytest.mark.parametrize("dtype", list(INTEGER_RESULT))
+def test_integer_sums_accumulate_in_64_bits(dtype):
+    results = _every_call(*(np.abs(a).astype(dtype) for a in _operands(np.int64)))
+    im2col_result = results[-2]
+    assert im2col_result.dtype == dtype  # a copy, not a sum: it keeps its dtype
+    for r in results[:-2] + results[-1:]:
+        assert r.dtype == INTEGER_RESULT[dtype], r.dtype
 
 
 def test_float32_results_agree_with_float64():
@@ -136,6 +159,13 @@ def test_float32_results_agree_with_float64():
     r64 = _every_call(*_operands(np.float64))
     for a, b in zip(r32, r64):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-3)
+
+
+def _documented_result(dtypes):
+    dtypes = [np.dtype(d) for d in dtypes if d is not None]
+    if all(d.kind in "iu" for d in dtypes):
+        return np.dtype(np.uint64 if all(d.kind == "u" for d in dtypes) else np.int64)
+    return np.result_type(*dtypes)
 
 
 @pytest.mark.parametrize(
@@ -149,23 +179,27 @@ def test_float32_results_agree_with_float64():
         (np.int32, np.float32, None),
         (np.float32, np.complex64, None),
         (np.int8, np.int16, np.int8),
+        (np.uint8, np.int8, None),
+        (np.uint64, np.int64, None),
+        (np.uint8, np.uint32, np.uint16),
+        (np.float16, np.float16, None),
     ],
 )
-def test_mixed_dtypes_follow_result_type(x_dtype, w_dtype, b_dtype):
+def test_mixed_dtypes_follow_the_documented_rule(x_dtype, w_dtype, b_dtype):
     x, w, b, gy, _, wt = _operands()
-    x, w, wt = x.astype(x_dtype), w.astype(w_dtype), wt.astype(w_dtype)
-    b = None if b_dtype is None else b.astype(b_dtype)
-    expected = np.result_type(x, w) if b is None else np.result_type(x, w, b)
+    x, w, wt = np.abs(x).astype(x_dtype), np.abs(w).astype(w_dtype), np.abs(wt).astype(w_dtype)
+    b = None if b_dtype is None else np.abs(b).astype(b_dtype)
+    expected = _documented_result([x_dtype, w_dtype, b_dtype])
     y = conv(x, w, b, **KW)
     assert y.dtype == expected
     np.testing.assert_array_equal(y, loop_conv(x, w, b, KW["stride"], PADS, KW["dilation"], KW["groups"]))
     assert conv_forward(x, w, b, **KW)[0].dtype == expected
     yt = conv_transpose(x, wt, b, stride=2, groups=2)
     assert yt.dtype == expected
-    gy = gy.astype(x_dtype)
+    gy = np.abs(gy).astype(x_dtype)
     grads = conv_backward(gy, x, w, **KW)
     for g in grads:
-        assert g.dtype == np.result_type(gy, x, w)
+        assert g.dtype == _documented_result([x_dtype, w_dtype])
 
 
 def test_conv_backward_dtype_includes_grad_output():
@@ -174,11 +208,17 @@ def test_conv_backward_dtype_includes_grad_output():
     assert all(g.dtype == np.float64 for g in grads)
 
 
-def test_im2col_and_col2im_keep_their_own_dtype():
+def test_im2col_keeps_its_dtype_and_col2im_sums_integers_in_64_bits():
     x, _, _, _, cols, _ = _operands()
-    for dt in (np.int8, np.uint16, np.int32, np.float32, np.complex64):
+    for dt in (np.int8, np.uint16, np.int32, np.float32, np.complex64, np.bool_):
         assert im2col(x.astype(dt), (3, 2), **KW_NO_GROUPS).dtype == dt
-        assert col2im(cols.astype(dt), (6, 5), (3, 2), **KW_NO_GROUPS).dtype == dt
+    for dt, summed in (
+        (np.int8, np.int64),
+        (np.uint16, np.uint64),
+        (np.bool_, np.int64),
+        (np.float32, np.float32),
+    ):
+        assert col2im(cols.astype(dt), (6, 5), (3, 2), **KW_NO_GROUPS).dtype == summed
 
 
 # --- memory layouts -------------------------------------------------------------------------------

@@ -184,9 +184,27 @@ def test_bands_of_output_rows_equal_whole_samples(geometry, space, monkeypatch):
     gy = rng.integers(-5, 6, size=whole.shape)
     grads_whole = ic.conv_backward(gy, x, w, **kw, workspace=1 << 40)
     monkeypatch.setattr(ws, "RESERVED_BYTES", 0)
+    monkeypatch.setattr(ws, "MIN_TILE_BYTES", 1)
+    plans = _spy_on_plans(monkeypatch)
     assert np.array_equal(ic.conv(x, w, b, **kw, workspace=space), whole)
     for got, want in zip(ic.conv_backward(gy, x, w, **kw, workspace=space), grads_whole):
         assert np.array_equal(got, want)
+    if space == 700:
+        assert not any(plan.whole for plan in plans), "the samples were not cut: nothing was tested"
+
+
+def _spy_on_plans(monkeypatch):
+    """Record every tile plan the engine makes."""
+    from im2col_conv import _engine
+
+    plans = []
+
+    def spy(*args, **kwargs):
+        plans.append(ws.plan_tiles(*args, **kwargs))
+        return plans[-1]
+
+    monkeypatch.setattr(_engine, "plan_tiles", spy)
+    return plans
 
 
 @pytest.mark.parametrize("call", ["conv", "conv_backward"])
@@ -203,3 +221,83 @@ def test_workspace_bounds_a_single_large_sample(call):
     }
     temporary, _, _ = _temporary_peak(calls[call])
     assert temporary <= limit + 64 * 1024, (temporary, limit)
+
+
+def _random_case(rng):
+    d = int(rng.integers(1, 4))
+    kernel = tuple(int(k) for k in rng.integers(1, 4, size=d))
+    stride = tuple(int(s) for s in rng.integers(1, 3, size=d))
+    dilation = tuple(int(s) for s in rng.integers(1, 3, size=d))
+    padding = tuple((int(b), int(a)) for b, a in rng.integers(0, 3, size=(d, 2)))
+    spatial = tuple(
+        int(rng.integers(dl * (k - 1) + 1, 3 * dl * k + 40 // d)) for k, dl in zip(kernel, dilation)
+    )
+    groups = int(rng.choice([1, 2]))
+    return spatial, kernel, stride, padding, dilation, groups
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_geometries_stay_within_the_workspace_and_equal_the_whole_call(seed):
+    rng = np.random.default_rng(100 + seed)
+    spatial, kernel, stride, padding, dilation, groups = _random_case(rng)
+    x, w, b = _operands(rng, spatial, kernel, groups, n=int(rng.integers(1, 4)), c_in=4, c_out=4)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    whole = ic.conv(x, w, b, **kw, workspace=1 << 40)
+    gy = rng.integers(-5, 6, size=whole.shape)
+    whole_grads = ic.conv_backward(gy, x, w, **kw, workspace=1 << 40)
+    t_kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    whole_t = ic.conv_transpose(
+        gy, np.swapaxes(w, 0, 1).reshape(4, 4 // groups, *kernel), **t_kw, workspace=1 << 40
+    )
+    floor = ws.RESERVED_BYTES + ws.MIN_TILE_BYTES
+    for space in (1, 32 << 10, 256 << 10):
+        calls = (
+            (lambda space=space: ic.conv(x, w, b, **kw, workspace=space), whole),
+            (lambda space=space: ic.conv_backward(gy, x, w, **kw, workspace=space), whole_grads),
+            (
+                lambda space=space: ic.conv_transpose(
+                    gy, np.swapaxes(w, 0, 1).reshape(4, 4 // groups, *kernel), **t_kw, workspace=space
+                ),
+                whole_t,
+            ),
+        )
+        for call, expected in calls:
+            temporary, _, result = _temporary_peak(call)
+            for got, want in zip(
+                result if isinstance(result, tuple) else [result],
+                expected if isinstance(expected, tuple) else [expected],
+            ):
+                assert np.array_equal(got, want)
+            # int64 computes in float64 here (small values): 8 bytes per element either way.
+            assert temporary <= max(space, floor) + 96 * 1024, (temporary, space)
+
+
+def test_three_d_samples_are_cut_along_every_axis():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 2, 3, 64, 64))
+    w = rng.standard_normal((2, 2, 3, 3, 3))
+    limit = 256 << 10
+    assert x.nbytes * 27 > 4 * limit  # one row along the first axis is the whole sample
+    temporary, _, y = _temporary_peak(lambda: ic.conv(x, w, workspace=limit))
+    assert temporary <= limit + 64 * 1024, temporary
+    np.testing.assert_allclose(y, ic.conv(x, w, workspace=1 << 40), rtol=1e-12, atol=1e-12)
+
+
+def test_the_planner_is_logarithmic_in_the_rows():
+    calls = []
+
+    def tile_bytes(samples, out):
+        calls.append(out)
+        return samples * out[0] * 64
+
+    geometry = ic.ConvGeometry.create(480_000, 3)
+    tiles = ws.plan_tiles(1, geometry, tile_bytes, 1 << 20)
+    assert len(calls) < 64, len(calls)
+    assert sum(t.window[0].stop - t.window[0].start for t in tiles) == geometry.output_size[0]
+
+
+def test_a_tiny_workspace_costs_in_proportion():
+    # workspace=1 means tiles of MIN_TILE_BYTES: a bounded number of them, not one per position.
+    geometry = ic.ConvGeometry.create(100_000, 3)
+    tiles = ws.plan_tiles(1, geometry, lambda n, out: n * out[0] * 40, 1)
+    assert len(tiles) <= 2 * (100_000 * 40 // ws.MIN_TILE_BYTES)

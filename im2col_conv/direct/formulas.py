@@ -1,7 +1,7 @@
 """The direct method's formulas: (4) forward, (5) weight, (6) bias and (8) input gradient.
 
-Built from the steps of :mod:`im2col_conv.direct.steps`; arguments are
-checked by the same rules as :func:`im2col_conv.conv`, so both formulations
+Built from the steps of [`im2col_conv.direct.steps`][im2col_conv.direct.steps]; arguments are
+checked by the same rules as [`im2col_conv.conv`][im2col_conv.convolution.conv], so both formulations
 accept and refuse the same calls.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .._operands import ConvGrads, conv_operands, grad_output_operand
+from .._operands import ConvGrads, conv_operands, for_gradients, grad_output_operand
 from ..geometry import ConvGeometry, IntOrTuple, PaddingLike
 from .steps import correlate, crop, dilate, pad, rot180, subsample
 
@@ -42,7 +42,7 @@ def _direct_forward(
 
 
 def conv(
-    x: ArrayLike,
+    input: ArrayLike,
     weight: ArrayLike,
     bias: ArrayLike | None = None,
     stride: IntOrTuple = 1,
@@ -55,11 +55,11 @@ def conv(
     ``z^l[d, i, j] = sum_c sum_m sum_n W[m, n, c, d] * z^{l-1}[c, i*s1 + m, j*s2 + n] + b[d]``,
     in any number of dimensions, computed as a stride-1 correlation of the
     padded input with the dilated kernel, of which every ``stride``-th window
-    is kept. Same arguments, results and errors as :func:`im2col_conv.conv`.
+    is kept. Same arguments, results and errors as [`im2col_conv.conv`][im2col_conv.convolution.conv].
 
     Parameters
     ----------
-    x : array_like, shape (N, C_in, *spatial) or (C_in, *spatial)
+    input : array_like, shape (N, C_in, *spatial) or (C_in, *spatial)
     weight : array_like, shape (C_out, C_in // groups, *kernel)
     bias : array_like, shape (C_out,), optional
     stride, dilation : int or sequence of int, optional
@@ -72,12 +72,12 @@ def conv(
     Returns
     -------
     ndarray, shape (N, C_out, *out_spatial) or (C_out, *out_spatial)
-        Of dtype ``np.result_type(x, weight, bias)``.
+        Of the dtype [`im2col_conv.conv`][im2col_conv.convolution.conv] returns.
 
     Raises
     ------
     TypeError, ValueError
-        As :func:`im2col_conv.conv`.
+        As [`im2col_conv.conv`][im2col_conv.convolution.conv].
 
     Examples
     --------
@@ -90,17 +90,18 @@ def conv(
     array([[[[-5, -5],
              [-5, -5]]]])
     """
-    ops = conv_operands(x, weight, bias, stride, padding, dilation, groups)
-    y = _direct_forward(ops.x.astype(ops.dtype, copy=False), ops.weight, ops.geometry, ops.groups)
+    ops = conv_operands(input, weight, bias, stride, padding, dilation, groups)
+    y = _direct_forward(ops.x.astype(ops.compute, copy=False), ops.weight, ops.geometry, ops.groups)
     if ops.bias is not None:
         # "+ b[d]": one bias per output channel, added at every position.
         y += ops.bias.reshape((-1,) + (1,) * ops.geometry.ndim)
+    y = y.astype(ops.dtype, copy=False)
     return y[0] if ops.unbatched else y
 
 
 def conv_backward(
     grad_output: ArrayLike,
-    x: ArrayLike,
+    input: ArrayLike,
     weight: ArrayLike,
     stride: IntOrTuple = 1,
     padding: PaddingLike = 0,
@@ -121,30 +122,32 @@ def conv_backward(
       ``dilation * (k - 1) + r`` after (``r`` rows past the last window, see
       below); the forward padding is cropped from the result.
 
-    Gradients are those of the summed loss, as in :func:`im2col_conv.conv_backward`:
+    Gradients are those of the summed loss, as in
+    [`im2col_conv.conv_backward`][im2col_conv.convolution.conv_backward]:
     nothing is divided by the batch size.
 
     Parameters
     ----------
     grad_output : array_like, shape (N, C_out, *out_spatial) or (C_out, *out_spatial)
         ``delta``, the gradient of the loss with respect to the forward output.
-    x : array_like, shape (N, C_in, *spatial) or (C_in, *spatial)
+    input : array_like, shape (N, C_in, *spatial) or (C_in, *spatial)
         The forward input.
     weight : array_like, shape (C_out, C_in // groups, *kernel)
         The forward kernel.
     stride, padding, dilation, groups
-        As given to :func:`conv`.
+        As given to [`conv`][im2col_conv.direct.formulas.conv].
 
     Returns
     -------
     ConvGrads
         ``(input, weight, bias)``, shaped like ``x``, ``weight`` and
-        ``(C_out,)``, of dtype ``np.result_type(grad_output, x, weight)``.
+        ``(C_out,)``, of the dtype [`im2col_conv.conv_backward`][im2col_conv.convolution.conv_backward]
+        returns.
 
     Raises
     ------
     TypeError, ValueError
-        As :func:`im2col_conv.conv_backward`.
+        As [`im2col_conv.conv_backward`][im2col_conv.convolution.conv_backward].
 
     Examples
     --------
@@ -168,14 +171,16 @@ def conv_backward(
     >>> grads.bias
     array([6])
     """
-    ops = conv_operands(x, weight, None, stride, padding, dilation, groups, grad_output=grad_output)
+    ops = conv_operands(input, weight, None, stride, padding, dilation, groups, grad_output=grad_output)
     geometry, g = ops.geometry, ops.groups
-    delta = grad_output_operand(grad_output, ops).astype(ops.dtype, copy=False)
+    delta = grad_output_operand(grad_output, ops).astype(ops.compute, copy=False)
+    # Complex operands: the gradients of a real loss read the conjugated input and kernel.
+    ops = for_gradients(ops)
 
-    grad_x = _input_gradient(delta, ops.weight, geometry, g)
-    grad_w = _weight_gradient(delta, ops.x.astype(ops.dtype, copy=False), geometry, g)
+    grad_x = _input_gradient(delta, ops.weight, geometry, g).astype(ops.dtype, copy=False)
+    grad_w = _weight_gradient(delta, ops.x.astype(ops.compute, copy=False), geometry, g).astype(ops.dtype)
     grad_b = _bias_gradient(delta)
-    return ConvGrads(grad_x[0] if ops.unbatched else grad_x, grad_w, grad_b)
+    return ConvGrads(grad_x[0] if ops.unbatched else grad_x, grad_w, grad_b.astype(ops.dtype, copy=False))
 
 
 def _bias_gradient(delta: NDArray[Any]) -> NDArray[Any]:

@@ -1,7 +1,7 @@
 """The named array operations of the direct method: dilate, pad, crop, rotate, correlate.
 
 Each is one step of the reference derivation, on plain arrays whose trailing
-axes are spatial. :mod:`im2col_conv.direct.formulas` composes them into the
+axes are spatial. [`im2col_conv.direct.formulas`][im2col_conv.direct.formulas] composes them into the
 forward pass and the gradients.
 """
 
@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .._dtypes import result_dtype
 from .._validation import as_int, as_numeric_array, int_tuple, is_sequence, weight_rank
 from ..geometry import IntOrTuple
 
@@ -79,7 +80,7 @@ def dilate(a: ArrayLike, stride: IntOrTuple, *, ndim: int | None = None) -> NDAr
 def subsample(a: ArrayLike, step: IntOrTuple, *, ndim: int | None = None) -> NDArray[Any]:
     """Keep every ``step``-th entry of the trailing axes, starting with the first.
 
-    The left inverse of :func:`dilate`: ``subsample(dilate(a, s), s) == a``.
+    The left inverse of [`dilate`][im2col_conv.direct.steps.dilate]: ``subsample(dilate(a, s), s) == a``.
     A strided correlation is a stride-1 correlation subsampled this way.
 
     Parameters
@@ -88,7 +89,7 @@ def subsample(a: ArrayLike, step: IntOrTuple, *, ndim: int | None = None) -> NDA
     step : int or sequence of int
         Per trailing axis.
     ndim : int, optional
-        Number of trailing axes; defaults as for :func:`dilate`.
+        Number of trailing axes; defaults as for [`dilate`][im2col_conv.direct.steps.dilate].
 
     Returns
     -------
@@ -163,7 +164,8 @@ def pad(a: ArrayLike, padding: Sequence[Sequence[int]]) -> NDArray[Any]:
 
 
 def crop(a: ArrayLike, padding: Sequence[Sequence[int]]) -> NDArray[Any]:
-    """Remove ``(before, after)`` entries from each trailing axis: the inverse of :func:`pad`.
+    """Remove ``(before, after)`` entries from each trailing axis: the inverse of
+    [`pad`][im2col_conv.direct.steps.pad].
 
     Parameters
     ----------
@@ -244,7 +246,7 @@ def correlate(a: ArrayLike, kernel: ArrayLike) -> NDArray[Any]:
     Returns
     -------
     ndarray, shape (N, O, *(spatial - kernel_size + 1))
-        Of dtype ``np.result_type(a, kernel)``.
+        Sums of integers accumulate in 64 bits (see [`im2col_conv.conv`][im2col_conv.convolution.conv]).
 
     Raises
     ------
@@ -269,7 +271,7 @@ def correlate(a: ArrayLike, kernel: ArrayLike) -> NDArray[Any]:
     if any(k > n for k, n in zip(size, spatial)):
         raise ValueError(f"kernel of spatial size {size} does not fit in input of spatial size {spatial}")
     out_size = tuple(n - k + 1 for n, k in zip(spatial, size))
-    total = np.zeros((x.shape[0], w.shape[0], *out_size), dtype=np.result_type(x, w))
+    total = np.zeros((x.shape[0], w.shape[0], *out_size), dtype=result_dtype(x.dtype, w.dtype))
     every = (slice(None), slice(None))
     spatial_axes = list(range(2, x.ndim))
     if math.prod(out_size) < math.prod(size):
