@@ -26,14 +26,22 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from . import _shifted
+from . import _pointwise, _shifted
 from ._lowering import lower, scatter_blocks
+from ._polyphase import scatter_by_phase
+from ._products import matmul as _matmul
 from ._shifted import ShiftedLayout
 from .geometry import ConvGeometry
-from .profiling import phase
-from .workspace import Scratch, Tile, batch_chunks, plan_tiles
+from .workspace import Scratch, Tile, plan_tiles
 
-__all__ = ["FUSED_MIN_CHANNELS", "SHIFTED_MAX_WIDE", "SHIFTED_MIN_CHANNELS", "STRATEGY", "Engine"]
+__all__ = [
+    "FUSED_MIN_CHANNELS",
+    "PHASE_SPLIT_MIN_WINDOWS",
+    "SHIFTED_MAX_WIDE",
+    "SHIFTED_MIN_CHANNELS",
+    "STRATEGY",
+    "Engine",
+]
 
 #: From this many input channels per group on, the column gradient is made one
 #: kernel offset at a time and added at once, while it is in cache: one
@@ -57,12 +65,18 @@ SHIFTED_MAX_WIDE = 1.25
 #: ``"columns"`` force one strategy wherever it applies (for tests and benchmarks).
 STRATEGY = "auto"
 
+#: The col2im of a layer strided along its last axis adds into that axis's
+#: phases (`_polyphase`: contiguous additions, one strided pass back) from this
+#: many windows along it on. On shorter rows the extra pass costs more than the
+#: contiguity gains (measured in ``benchmarks/``: 1.8x faster col2im on the
+#: 224x224 stem, 1.2x slower on the 32x32 CIFAR layer).
+PHASE_SPLIT_MIN_WINDOWS = 32
+
 _EVERY = (slice(None), slice(None))
 
 
-def _matmul(a: NDArray[Any], b: NDArray[Any], out: NDArray[Any] | None = None) -> NDArray[Any]:
-    with phase("matmul"):
-        return np.matmul(a, b, out=out)
+def _phase_split(geometry: ConvGeometry, grid: tuple[int, ...]) -> bool:
+    return geometry.stride[-1] > 1 and grid[-1] >= PHASE_SPLIT_MIN_WINDOWS and grid == geometry.output_size
 
 
 class Engine:
@@ -170,7 +184,7 @@ class Engine:
         c_out = weight.shape[0]
         w = weight.reshape(g, c_out // g, -1)
         if geometry.is_pointwise and not keep_columns:
-            return self._pointwise_forward(x, w), None
+            return _pointwise.forward(x, w, self.dtype, self.workspace), None
         y = np.empty((n, c_out, *geometry.output_size), self.dtype)
         if not keep_columns and self._shifted(c_in, backward=False):
             shifted_bytes = _shifted.tile_bytes(geometry, c_in, c_out, self.dtype.itemsize, backward=False)
@@ -207,22 +221,6 @@ class Engine:
         _matmul(w, cols, out=product)
         target = y[tile.batch][_EVERY + tile.window]
         np.copyto(target, product.reshape(c_out, nb, *tile_out).swapaxes(0, 1))
-
-    def _pointwise_forward(self, x: NDArray[Any], w: NDArray[Any]) -> NDArray[Any]:
-        """A 1x1 kernel at stride 1 without padding: im2col is the identity.
-
-        Each sample's input is already its column matrix, so ``y[n] = W @ x[n]``
-        runs on ``x`` itself: no lowering copy and no transpose of the result.
-        """
-        n, c_in = x.shape[:2]
-        groups, c_out_g, c_in_g = w.shape
-        length = math.prod(x.shape[2:])
-        y = np.empty((n, groups * c_out_g, *x.shape[2:]), self.dtype)
-        for chunk in batch_chunks(n, self._bytes(c_in * length), self.workspace):
-            nb = chunk.stop - chunk.start
-            columns = x[chunk].astype(self.dtype, copy=False).reshape(nb, groups, c_in_g, length)
-            _matmul(w, columns, out=y[chunk].reshape(nb, groups, c_out_g, length))
-        return y
 
     # -- backward ----------------------------------------------------------------------------------
 
@@ -280,7 +278,7 @@ class Engine:
         w = weight.reshape(g, c_out // g, -1)  # (g, C_out/g, C_in/g * K)
         if geometry.is_pointwise and grid == geometry.output_size:
             # x is its own column matrix here, so kept columns have nothing to save.
-            return self._pointwise_backward(delta, x, w)
+            return _pointwise.backward(delta, x, w, self.dtype, self.workspace)
         if columns is None and grid == geometry.output_size and self._shifted(c_in):
             return self._shifted_backward(delta, x, weight)
         fused = c_in // g >= FUSED_MIN_CHANNELS
@@ -293,6 +291,7 @@ class Engine:
                 (c_in if fused else c_in * geometry.kernel_volume) * math.prod(out)  # column gradient
                 + c_out * math.prod(out)  # delta, batch-inner
                 + 2 * c_in * max(read, target)  # scatter buffer, and a band's gradient
+                + (c_in * read if _phase_split(geometry, out) else 0)  # the phases of the col2im
             )
             if x is not None and columns is None:
                 elements += self._lowering_elements(c_in, geometry, samples, out)
@@ -392,29 +391,18 @@ class Engine:
             target = grad_x[tile.batch]
         else:
             target = self.scratch.get("band", (nb, c_in, *tile.geometry.input_size))
-        scatter_blocks(
-            block, (nb, c_in), self.dtype, tile.geometry, grid_size=tile_grid, out=target, allocate=allocate
-        )
+        if _phase_split(tile.geometry, tile_grid):
+            scatter_by_phase(scatter_blocks, block, target, tile.geometry, self.scratch.get)
+        else:
+            scatter_blocks(
+                block,
+                (nb, c_in),
+                self.dtype,
+                tile.geometry,
+                grid_size=tile_grid,
+                out=target,
+                allocate=allocate,
+            )
         if not tile.whole:
             # Windows overlap where the kernel's reach does: add each one to the rows it read.
             grad_x[tile.batch][_EVERY + tile.input_window] += target
-
-    def _pointwise_backward(
-        self, delta: NDArray[Any], x: NDArray[Any] | None, w: NDArray[Any]
-    ) -> tuple[NDArray[Any], NDArray[Any] | None]:
-        """Gradients of the pointwise forward, a chunk of samples at a time on the arrays themselves."""
-        n, c_out = delta.shape[:2]
-        groups, c_out_g, c_in_g = w.shape
-        length = math.prod(delta.shape[2:])
-        grad_x = np.empty((n, groups * c_in_g, *delta.shape[2:]), self.dtype)
-        grad_w_t = None if x is None else np.zeros((groups, c_in_g, c_out_g), self.dtype)
-        per_sample = self._bytes((groups * c_in_g + c_out) * length + groups * c_in_g * c_out_g)
-        for chunk in batch_chunks(n, per_sample, self.workspace):
-            nb = chunk.stop - chunk.start
-            delta_c = delta[chunk].astype(self.dtype, copy=False).reshape(nb, groups, c_out_g, length)
-            _matmul(w.swapaxes(1, 2), delta_c, out=grad_x[chunk].reshape(nb, groups, c_in_g, length))
-            if grad_w_t is not None:
-                assert x is not None
-                columns = x[chunk].astype(self.dtype, copy=False).reshape(nb, groups, c_in_g, length)
-                grad_w_t += _matmul(columns, delta_c.swapaxes(2, 3)).sum(axis=0)
-        return grad_x, None if grad_w_t is None else np.ascontiguousarray(grad_w_t.swapaxes(1, 2))

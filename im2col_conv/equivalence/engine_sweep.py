@@ -16,6 +16,7 @@ import numpy as np
 from .. import _engine
 from ..geometry import PaddingLike
 from .engine_proof import DEFAULT_PATHS, EnginePath, prove_engine
+from .probing import strategies_at_small_sizes
 from .reference import Layout
 from .results import Proof
 
@@ -41,16 +42,23 @@ class EngineCase:
     padding : padding argument
         As passed to the functions (``"same"`` or the pairs).
     paths : tuple of EnginePath
+    small_strategies : bool
+        Prove it with the thresholds of the shape-chosen strategies lowered
+        (`strategies_at_small_sizes`), so that it takes them.
     """
 
     category: str
     layout: Layout
     padding: PaddingLike
     paths: tuple[EnginePath, ...]
+    small_strategies: bool = False
 
     def prove(self) -> Proof:
         """Run `prove_engine` on this case."""
-        return prove_engine(self.layout, self.padding, self.paths)
+        if not self.small_strategies:
+            return prove_engine(self.layout, self.padding, self.paths)
+        with strategies_at_small_sizes():
+            return prove_engine(self.layout, self.padding, self.paths)
 
 
 def same_pairs(n: int, k: int, s: int, d: int) -> tuple[int, int]:
@@ -129,6 +137,23 @@ def _special() -> Iterator[EngineCase]:
             yield EngineCase("bands in the after-padding", layout, pads, ())
 
 
+def _strategies() -> Iterator[EngineCase]:
+    """The strategies chosen by layer shape, at small sizes: phase-split col2im, shifted forward."""
+    split = "phase-split col2im (stride along the last axis)"
+    for size, k, s, pad, dil in (((9,), 3, 2, (1, 1), 1), ((12,), 2, 3, (0, 2), 2)):
+        layout = Layout(size, (k,), (s,), (pad,), (dil,), 2, 2, 1)
+        yield EngineCase(split, layout, (pad,), (), small_strategies=True)
+    layout = Layout((3, 8), (2, 3), (1, 2), ((1, 0), (1, 1)), (1, 1), 2, 2, 2)
+    yield EngineCase(split, layout, layout.padding, (), small_strategies=True)
+    float64 = tuple(path for path in DEFAULT_PATHS if path.dtype == "float64")
+    shifted = "shifted forward (float64, no column matrix)"
+    for n, stride, pair, g in ((7, 1, (1, 1), 1), (8, 2, (1, 0), 2)):
+        layout = Layout((n,), (3,), (stride,), (pair,), (1,), 2 * g, 2, g)
+        yield EngineCase(shifted, layout, (pair,), float64, small_strategies=True)
+    layout = Layout((3, 4), (2, 2), (1, 2), ((0, 1), (1, 1)), (1, 1), 2, 3, 1)
+    yield EngineCase(shifted, layout, layout.padding, float64, small_strategies=True)
+
+
 def default_cases() -> list[EngineCase]:
     """The standing sweep: over a thousand geometries, every engine path.
 
@@ -138,18 +163,23 @@ def default_cases() -> list[EngineCase]:
         1-D geometries (sizes 1-7, kernels 1-4, strides 1-3, dilation 1-2,
         five paddings, five channel settings), ``"same"`` padding, random
         2-D and 3-D geometries, pointwise kernels with several samples, the
-        fused column gradient and row bands lying in the after-padding.
-        Each is proved at int64 with the default workspace and on one of the
-        tiled paths (workspace 1 byte, a few samples or rows per tile in
-        float64, complex128) in turn.
+        fused column gradient, row bands lying in the after-padding, and the
+        strategies chosen by layer shape (phase-split col2im, the shifted
+        float64 forward). Each is proved at int64 with the default workspace
+        and on one of the tiled paths (workspace 1 byte, a few samples or rows
+        per tile in float64, complex128) in turn; the shifted cases on both
+        float64 paths.
 
     Examples
     --------
     >>> len(default_cases()) >= 1000
     True
     """
-    cases = [*_one_d(), *_same(), *_multi_d(80, 2, 11), *_multi_d(20, 3, 13), *_special()]
-    return [EngineCase(c.category, c.layout, c.padding, _paths(i)) for i, c in enumerate(cases)]
+    cases = [*_one_d(), *_same(), *_multi_d(80, 2, 11), *_multi_d(20, 3, 13), *_special(), *_strategies()]
+    return [
+        EngineCase(c.category, c.layout, c.padding, c.paths or _paths(i), c.small_strategies)
+        for i, c in enumerate(cases)
+    ]
 
 
 def exhaustive_cases(ndim: int) -> list[EngineCase]:

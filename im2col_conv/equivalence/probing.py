@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from .. import workspace
+from .. import _engine, workspace
 from .._operands import ConvGrads
 from ..geometry import ConvGeometry, IntOrTuple, PaddingLike
 
@@ -33,6 +33,7 @@ __all__ = [
     "forward_tensor",
     "input_gradient_tensor",
     "parameter_gradient_tensors",
+    "strategies_at_small_sizes",
     "tiles_as_small_as",
 ]
 
@@ -228,3 +229,25 @@ def tiles_as_small_as(space: int | None) -> Iterator[None]:
         yield
     finally:
         workspace.MIN_TILE_BYTES, workspace.RESERVED_BYTES = saved
+
+
+@contextmanager
+def strategies_at_small_sizes() -> Iterator[None]:
+    """Let the proof's small geometries take the strategies chosen by layer shape.
+
+    The engine adds into the phases of a strided last axis only from
+    `PHASE_SPLIT_MIN_WINDOWS` windows on, and runs the shifted float64 forward
+    only from `SHIFTED_MIN_CHANNELS` channels per group and a wide grid of at
+    most `SHIFTED_MAX_WIDE`; explicit maps of geometries that large cost
+    minutes. Lowering the thresholds for the call sends small geometries down
+    the same code (which does not depend on the thresholds' values).
+    """
+    names = ("PHASE_SPLIT_MIN_WINDOWS", "SHIFTED_MIN_CHANNELS", "SHIFTED_MAX_WIDE")
+    saved = tuple(getattr(_engine, name) for name in names)
+    for name, value in zip(names, (2, 2, math.inf)):
+        setattr(_engine, name, value)
+    try:
+        yield
+    finally:
+        for name, value in zip(names, saved):
+            setattr(_engine, name, value)

@@ -1,0 +1,89 @@
+"""The col2im of layers strided along the last axis adds into that axis's phases.
+
+`PHASE_SPLIT_MIN_WINDOWS` windows or more along a strided last axis send the
+backward's col2im through `_polyphase.scatter_by_phase`. Integer operands
+make every sum exact, so the gradients must equal the plain-loop oracle's
+bit for bit, whole samples or bands of rows, with or without padding and
+dilation, and for the transposed convolution built on the same col2im.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from oracles import loop_conv_grads, loop_conv_transpose, resolve_padding
+
+import im2col_conv as ic
+from im2col_conv import _engine
+
+CASES = [
+    # (spatial, kernel, stride, padding, dilation, groups)
+    ((70,), (3,), 2, 1, 1, 1),
+    ((4, 67), (2, 3), (1, 2), ((1, 0), (2, 1)), 1, 2),
+    ((3, 100), (1, 4), (2, 3), 0, (1, 2), 1),
+    ((2, 2, 71), (1, 2, 5), 2, 2, 1, 1),
+]
+
+
+@pytest.fixture
+def split_calls(monkeypatch):
+    """Counts the col2im calls that go through the phases."""
+    calls = []
+    real = _engine.scatter_by_phase
+
+    def counted(*args, **kwargs):
+        calls.append(args[3])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_engine, "scatter_by_phase", counted)
+    return calls
+
+
+def _windows(spatial, kernel, stride, padding, dilation):
+    pads = resolve_padding(padding, spatial, kernel, stride, dilation)
+    s = np.broadcast_to(stride, len(spatial))[-1]
+    d = np.broadcast_to(dilation, len(spatial))[-1]
+    return (spatial[-1] + sum(pads[-1]) - d * (kernel[-1] - 1) - 1) // s + 1
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("workspace", [None, 1])
+def test_phase_split_gradients_equal_the_loops(case, workspace, split_calls):
+    spatial, kernel, stride, padding, dilation, groups = case
+    assert _windows(spatial, kernel, stride, padding, dilation) >= _engine.PHASE_SPLIT_MIN_WINDOWS
+    rng = np.random.default_rng(len(spatial) * 100 + spatial[-1])
+    x = rng.integers(-4, 5, size=(3, 2 * groups, *spatial))
+    w = rng.integers(-4, 5, size=(2 * groups, 2, *kernel))
+    keywords = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+    y = ic.conv(x, w, **keywords)
+    gy = rng.integers(-4, 5, size=y.shape)
+    space = {} if workspace is None else {"workspace": workspace}
+    grad_x, grad_w, _ = ic.conv_backward(gy, x, w, **keywords, **space)
+    pads = resolve_padding(padding, spatial, kernel, stride, dilation)
+    want_x, want_w = loop_conv_grads(gy, x, w, stride, pads, dilation, groups)[:2]
+    assert np.array_equal(grad_x, want_x)
+    assert np.array_equal(grad_w, want_w)
+    assert split_calls, "the phase-split col2im was not taken"
+
+
+def test_phase_split_and_plain_col2im_agree_in_floats(monkeypatch):
+    # Integer-valued floats: the BLAS products are exact too, so the two orders of addition agree.
+    rng = np.random.default_rng(5)
+    x = rng.integers(-4, 5, size=(2, 3, 5, 80)).astype(np.float64)
+    w = rng.integers(-4, 5, size=(4, 3, 3, 3)).astype(np.float64)
+    gy = rng.integers(-4, 5, size=ic.conv(x, w, stride=2, padding=1).shape).astype(np.float64)
+    split = ic.conv_backward(gy, x, w, stride=2, padding=1)
+    monkeypatch.setattr(_engine, "PHASE_SPLIT_MIN_WINDOWS", 10**9)
+    plain = ic.conv_backward(gy, x, w, stride=2, padding=1)
+    for a, b in zip(split, plain):
+        assert np.array_equal(a, b)
+
+
+def test_transposed_convolution_through_the_phases(split_calls):
+    rng = np.random.default_rng(9)
+    x = rng.integers(-4, 5, size=(2, 4, 3, 40))
+    w = rng.integers(-4, 5, size=(4, 3, 2, 3))
+    y = ic.conv_transpose(x, w, stride=(1, 2), padding=1, output_padding=(0, 1))
+    want = loop_conv_transpose(x, w, None, (1, 2), ((1, 1), (1, 1)), (0, 1))
+    assert np.array_equal(y, want)
+    assert split_calls, "the phase-split col2im was not taken"
