@@ -27,56 +27,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import _pointwise, _shifted
+from . import _strategy as strategy
 from ._lowering import lower, scatter_blocks
 from ._polyphase import scatter_by_phase
 from ._products import matmul as _matmul
-from ._shifted import ShiftedLayout
 from .geometry import ConvGeometry
 from .workspace import Scratch, Tile, plan_tiles
 
-__all__ = [
-    "FUSED_MIN_CHANNELS",
-    "PHASE_SPLIT_MIN_WINDOWS",
-    "SHIFTED_MAX_WIDE",
-    "SHIFTED_MIN_CHANNELS",
-    "STRATEGY",
-    "Engine",
-]
-
-#: From this many input channels per group on, the column gradient is made one
-#: kernel offset at a time and added at once, while it is in cache: one
-#: ``(C_in/g, C_out/g) @ (C_out/g, nb * L)`` product per offset instead of one
-#: tall product whose ``prod(kernel)`` times larger result has left the cache
-#: before col2im reads it. With fewer channels the small products lose more
-#: than the cache gains (measured in ``benchmarks/``).
-FUSED_MIN_CHANNELS = 64
-
-#: The float64 forward pass runs the shifted strategy (`_shifted`:
-#: no column matrix) from this many input channels per group on: each of its
-#: products has only ``C_in/groups`` as inner dimension, too thin below it.
-#: In float32, and in every backward pass, the columns measured faster
-#: (``docs/performance.md``).
-SHIFTED_MIN_CHANNELS = 16
-
-#: ... and while its wide grid has at most this many positions per output position.
-SHIFTED_MAX_WIDE = 1.25
-
-#: ``"auto"`` chooses per layer and pass by the rules above; ``"shifted"`` and
-#: ``"columns"`` force one strategy wherever it applies (for tests and benchmarks).
-STRATEGY = "auto"
-
-#: The col2im of a layer strided along its last axis adds into that axis's
-#: phases (`_polyphase`: contiguous additions, one strided pass back) from this
-#: many windows along it on. On shorter rows the extra pass costs more than the
-#: contiguity gains (measured in ``benchmarks/``: 1.8x faster col2im on the
-#: 224x224 stem, 1.2x slower on the 32x32 CIFAR layer).
-PHASE_SPLIT_MIN_WINDOWS = 32
+__all__ = ["Engine"]
 
 _EVERY = (slice(None), slice(None))
-
-
-def _phase_split(geometry: ConvGeometry, grid: tuple[int, ...]) -> bool:
-    return geometry.stride[-1] > 1 and grid[-1] >= PHASE_SPLIT_MIN_WINDOWS and grid == geometry.output_size
 
 
 class Engine:
@@ -118,17 +78,6 @@ class Engine:
 
     def _bytes(self, elements: int) -> int:
         return int(self.dtype.itemsize * elements)
-
-    def _shifted(self, c_in: int, *, backward: bool = True) -> bool:
-        """Whether this pass runs the shifted strategy instead of im2col columns."""
-        if STRATEGY != "auto" or self.geometry.is_pointwise:
-            return STRATEGY == "shifted"
-        return (
-            not backward
-            and self.dtype == np.float64
-            and c_in // self.groups >= SHIFTED_MIN_CHANNELS
-            and ShiftedLayout.wide_ratio(self.geometry) <= SHIFTED_MAX_WIDE
-        )
 
     def _lowering_elements(
         self, c_in: int, geometry: ConvGeometry, samples: int, out: tuple[int, ...]
@@ -186,7 +135,7 @@ class Engine:
         if geometry.is_pointwise and not keep_columns:
             return _pointwise.forward(x, w, self.dtype, self.workspace), None
         y = np.empty((n, c_out, *geometry.output_size), self.dtype)
-        if not keep_columns and self._shifted(c_in, backward=False):
+        if not keep_columns and strategy.shifted(geometry, self.dtype, self.groups, c_in, backward=False):
             shifted_bytes = _shifted.tile_bytes(geometry, c_in, c_out, self.dtype.itemsize, backward=False)
             tiles = plan_tiles(n, geometry, shifted_bytes, self.workspace)
             _shifted.convolve(x, self._offset_weights(weight).swapaxes(2, 3), y, tiles, self.scratch)
@@ -216,6 +165,13 @@ class Engine:
             rows = tile.window[0] if tile.window else slice(0, tile_out[0])
             flat = y[tile.batch.start].reshape(g, c_out // g, -1)
             _matmul(w, cols, out=flat[:, :, rows.start * row : rows.stop * row])
+            return
+        if not tile.window and strategy.per_sample(w[0].size):
+            # One product per sample, each written where it belongs: no transposing copy.
+            length = math.prod(tile_out)
+            per_sample = cols.reshape(g, w.shape[2], nb, length).transpose(0, 2, 1, 3)
+            y_t = y[tile.batch].reshape(nb, g, c_out // g, length).transpose(1, 0, 2, 3)
+            _matmul(w[:, None], per_sample, out=y_t)
             return
         product = self.scratch.get("product", (g, c_out // g, nb * math.prod(tile_out)))
         _matmul(w, cols, out=product)
@@ -279,9 +235,13 @@ class Engine:
         if geometry.is_pointwise and grid == geometry.output_size:
             # x is its own column matrix here, so kept columns have nothing to save.
             return _pointwise.backward(delta, x, w, self.dtype, self.workspace)
-        if columns is None and grid == geometry.output_size and self._shifted(c_in):
+        if (
+            columns is None
+            and grid == geometry.output_size
+            and strategy.shifted(geometry, self.dtype, g, c_in, backward=True)
+        ):
             return self._shifted_backward(delta, x, weight)
-        fused = c_in // g >= FUSED_MIN_CHANNELS
+        fused = strategy.fused(c_in // g)
         w_offsets = self._offset_weights(weight) if fused else None
 
         def tile_bytes(samples: int, out: tuple[int, ...]) -> int:
@@ -291,7 +251,7 @@ class Engine:
                 (c_in if fused else c_in * geometry.kernel_volume) * math.prod(out)  # column gradient
                 + c_out * math.prod(out)  # delta, batch-inner
                 + 2 * c_in * max(read, target)  # scatter buffer, and a band's gradient
-                + (c_in * read if _phase_split(geometry, out) else 0)  # the phases of the col2im
+                + (c_in * read if strategy.phase_split(geometry, out) else 0)  # the phases of the col2im
             )
             if x is not None and columns is None:
                 elements += self._lowering_elements(c_in, geometry, samples, out)
@@ -391,7 +351,7 @@ class Engine:
             target = grad_x[tile.batch]
         else:
             target = self.scratch.get("band", (nb, c_in, *tile.geometry.input_size))
-        if _phase_split(tile.geometry, tile_grid):
+        if strategy.phase_split(tile.geometry, tile_grid):
             scatter_by_phase(scatter_blocks, block, target, tile.geometry, self.scratch.get)
         else:
             scatter_blocks(

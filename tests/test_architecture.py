@@ -30,6 +30,7 @@ LAYERS = {
     "direct": 4,
     "lowering": 4,
     "_pointwise": 3,
+    "_strategy": 3,
     "_engine": 4,
     "_pool_engine": 4,
     "_polyphase": 2,

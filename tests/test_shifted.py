@@ -12,9 +12,8 @@ import pytest
 from oracles import loop_conv, loop_conv_grads, resolve_padding
 
 import im2col_conv as ic
-from im2col_conv import _engine
+from im2col_conv import _strategy
 from im2col_conv import workspace as ws
-from im2col_conv._engine import Engine
 from im2col_conv.geometry import ConvGeometry
 
 GEOMETRIES = [
@@ -38,7 +37,7 @@ def _operands(rng, spatial, kernel, groups, dtype, n=3, c_in=4, c_out=6):
 def _both(monkeypatch, call):
     results = []
     for strategy in ("columns", "shifted"):
-        monkeypatch.setattr(_engine, "STRATEGY", strategy)
+        monkeypatch.setattr(_strategy, "STRATEGY", strategy)
         results.append(call())
     return results
 
@@ -69,7 +68,7 @@ def test_shifted_equals_columns_exactly(geometry, dtype, space, monkeypatch):
 @pytest.mark.parametrize("geometry", GEOMETRIES[:4])
 def test_shifted_matches_the_loop_oracle(geometry, monkeypatch):
     spatial, kernel, stride, padding, dilation, groups = geometry
-    monkeypatch.setattr(_engine, "STRATEGY", "shifted")
+    monkeypatch.setattr(_strategy, "STRATEGY", "shifted")
     rng = np.random.default_rng(3)
     x, w = _operands(rng, spatial, kernel, groups, np.int64)
     pads = resolve_padding(padding, spatial, kernel, stride, dilation)
@@ -85,22 +84,22 @@ def test_shifted_matches_the_loop_oracle(geometry, monkeypatch):
 
 def test_auto_rule_picks_shifted_only_for_the_forward_of_wide_float64_layers():
     wide = ConvGeometry.create((56, 56), (3, 3), 1, 1)
-    assert Engine(wide, 1, np.dtype(np.float64), 1 << 26)._shifted(64, backward=False)
-    assert not Engine(wide, 1, np.dtype(np.float64), 1 << 26)._shifted(64, backward=True)
-    assert not Engine(wide, 1, np.dtype(np.float32), 1 << 26)._shifted(64, backward=False)
-    assert not Engine(wide, 1, np.dtype(np.int64), 1 << 26)._shifted(64, backward=False)
-    assert not Engine(wide, 1, np.dtype(np.float64), 1 << 26)._shifted(3, backward=False)
+    assert _strategy.shifted(wide, np.dtype(np.float64), 1, 64, backward=False)
+    assert not _strategy.shifted(wide, np.dtype(np.float64), 1, 64, backward=True)
+    assert not _strategy.shifted(wide, np.dtype(np.float32), 1, 64, backward=False)
+    assert not _strategy.shifted(wide, np.dtype(np.int64), 1, 64, backward=False)
+    assert not _strategy.shifted(wide, np.dtype(np.float64), 1, 3, backward=False)
     strided = ConvGeometry.create((14, 14), (3, 3), 2, 1)  # 64 wide positions for 49 outputs
-    assert not Engine(strided, 1, np.dtype(np.float64), 1 << 26)._shifted(256, backward=False)
+    assert not _strategy.shifted(strided, np.dtype(np.float64), 1, 256, backward=False)
     pointwise = ConvGeometry.create((8, 8), (1, 1))
-    assert not Engine(pointwise, 1, np.dtype(np.float64), 1 << 26)._shifted(64, backward=False)
+    assert not _strategy.shifted(pointwise, np.dtype(np.float64), 1, 64, backward=False)
 
 
 @pytest.mark.parametrize("call", ["conv", "conv_backward"])
 def test_shifted_strategy_keeps_the_workspace_bound(call, monkeypatch):
     import tracemalloc
 
-    monkeypatch.setattr(_engine, "STRATEGY", "shifted")
+    monkeypatch.setattr(_strategy, "STRATEGY", "shifted")
     rng = np.random.default_rng(9)
     x = rng.standard_normal((16, 16, 24, 24))
     w = rng.standard_normal((16, 16, 3, 3))

@@ -154,7 +154,7 @@ def test_workspace_must_be_an_int(bad):
 @pytest.mark.parametrize("geometry", GEOMETRIES)
 def test_offset_by_offset_column_gradient_equals_stored_one(geometry, monkeypatch):
     """Both ways of forming W^T @ delta before col2im give identical integers."""
-    from im2col_conv import _engine
+    from im2col_conv import _strategy
 
     spatial, kernel, stride, padding, dilation, groups = geometry
     rng = np.random.default_rng(11)
@@ -163,7 +163,7 @@ def test_offset_by_offset_column_gradient_equals_stored_one(geometry, monkeypatc
     gy = rng.integers(-5, 6, size=ic.conv(x, w, **kw).shape)
     results = []
     for threshold in (1, 1 << 30):
-        monkeypatch.setattr(_engine, "FUSED_MIN_CHANNELS", threshold)
+        monkeypatch.setattr(_strategy, "FUSED_MIN_CHANNELS", threshold)
         results.append((ic.conv_backward(gy, x, w, **kw, workspace=1), ic.conv_transpose(gy, w, **kw)))
     (fused, fused_t), (stored, stored_t) = results
     for got, want in zip(fused, stored):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _engine
+from .. import _strategy
 from ..geometry import PaddingLike
 from .engine_proof import DEFAULT_PATHS, EnginePath, prove_engine
 from .probing import strategies_at_small_sizes
@@ -24,7 +24,7 @@ __all__ = ["FUSED_CHANNELS", "EngineCase", "default_cases", "exhaustive_cases", 
 
 #: Input channels per group from which the engine makes the column gradient one
 #: kernel offset at a time (the "fused" path); the sweep proves that path too.
-FUSED_CHANNELS: int = _engine.FUSED_MIN_CHANNELS
+FUSED_CHANNELS: int = _strategy.FUSED_MIN_CHANNELS
 
 #: Channel settings ``(groups, C_in, C_out)``.
 _CHANNELS = ((1, 1, 1), (1, 2, 3), (2, 2, 2), (2, 4, 2), (2, 2, 4))

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from .. import _engine, workspace
+from .. import _strategy, workspace
 from .._operands import ConvGrads
 from ..geometry import ConvGeometry, IntOrTuple, PaddingLike
 
@@ -240,14 +240,17 @@ def strategies_at_small_sizes() -> Iterator[None]:
     only from `SHIFTED_MIN_CHANNELS` channels per group and a wide grid of at
     most `SHIFTED_MAX_WIDE`; explicit maps of geometries that large cost
     minutes. Lowering the thresholds for the call sends small geometries down
-    the same code (which does not depend on the thresholds' values).
+    the same code (which does not depend on the thresholds' values). The
+    forward's one-product-per-sample rule, which every small geometry takes,
+    is switched off instead, so that these cases prove the tile-wide product
+    and its transposing copy.
     """
-    names = ("PHASE_SPLIT_MIN_WINDOWS", "SHIFTED_MIN_CHANNELS", "SHIFTED_MAX_WIDE")
-    saved = tuple(getattr(_engine, name) for name in names)
-    for name, value in zip(names, (2, 2, math.inf)):
-        setattr(_engine, name, value)
+    names = ("PHASE_SPLIT_MIN_WINDOWS", "SHIFTED_MIN_CHANNELS", "SHIFTED_MAX_WIDE", "PER_SAMPLE_MAX_WEIGHTS")
+    saved = tuple(getattr(_strategy, name) for name in names)
+    for name, value in zip(names, (2, 2, math.inf, 0)):
+        setattr(_strategy, name, value)
     try:
         yield
     finally:
         for name, value in zip(names, saved):
-            setattr(_engine, name, value)
+            setattr(_strategy, name, value)

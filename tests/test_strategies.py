@@ -1,20 +1,26 @@
-"""The col2im of layers strided along the last axis adds into that axis's phases.
+"""The strategies the engine picks by layer shape compute exactly what the loops do.
 
-`PHASE_SPLIT_MIN_WINDOWS` windows or more along a strided last axis send the
-backward's col2im through `_polyphase.scatter_by_phase`. Integer operands
-make every sum exact, so the gradients must equal the plain-loop oracle's
-bit for bit, whole samples or bands of rows, with or without padding and
-dilation, and for the transposed convolution built on the same col2im.
+- Phase-split col2im: `PHASE_SPLIT_MIN_WINDOWS` windows or more along a
+  strided last axis send the backward's col2im through
+  `_polyphase.scatter_by_phase`.
+- One product per sample: a forward tile whose weight matrix has at most
+  `PER_SAMPLE_MAX_WEIGHTS` entries per group writes each sample's product
+  straight into the output.
+
+Integer operands make every sum exact, so results must equal the plain-loop
+oracle's bit for bit, whole samples or bands of rows, with or without
+padding and dilation, and for the transposed convolution built on the same
+col2im. (The shifted forward has its own file, ``test_shifted.py``.)
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from oracles import loop_conv_grads, loop_conv_transpose, resolve_padding
+from oracles import loop_conv, loop_conv_grads, loop_conv_transpose, resolve_padding
 
 import im2col_conv as ic
-from im2col_conv import _engine
+from im2col_conv import _engine, _strategy
 
 CASES = [
     # (spatial, kernel, stride, padding, dilation, groups)
@@ -50,7 +56,7 @@ def _windows(spatial, kernel, stride, padding, dilation):
 @pytest.mark.parametrize("workspace", [None, 1])
 def test_phase_split_gradients_equal_the_loops(case, workspace, split_calls):
     spatial, kernel, stride, padding, dilation, groups = case
-    assert _windows(spatial, kernel, stride, padding, dilation) >= _engine.PHASE_SPLIT_MIN_WINDOWS
+    assert _windows(spatial, kernel, stride, padding, dilation) >= _strategy.PHASE_SPLIT_MIN_WINDOWS
     rng = np.random.default_rng(len(spatial) * 100 + spatial[-1])
     x = rng.integers(-4, 5, size=(3, 2 * groups, *spatial))
     w = rng.integers(-4, 5, size=(2 * groups, 2, *kernel))
@@ -73,7 +79,7 @@ def test_phase_split_and_plain_col2im_agree_in_floats(monkeypatch):
     w = rng.integers(-4, 5, size=(4, 3, 3, 3)).astype(np.float64)
     gy = rng.integers(-4, 5, size=ic.conv(x, w, stride=2, padding=1).shape).astype(np.float64)
     split = ic.conv_backward(gy, x, w, stride=2, padding=1)
-    monkeypatch.setattr(_engine, "PHASE_SPLIT_MIN_WINDOWS", 10**9)
+    monkeypatch.setattr(_strategy, "PHASE_SPLIT_MIN_WINDOWS", 10**9)
     plain = ic.conv_backward(gy, x, w, stride=2, padding=1)
     for a, b in zip(split, plain):
         assert np.array_equal(a, b)
@@ -87,3 +93,24 @@ def test_transposed_convolution_through_the_phases(split_calls):
     want = loop_conv_transpose(x, w, None, (1, 2), ((1, 1), (1, 1)), (0, 1))
     assert np.array_equal(y, want)
     assert split_calls, "the phase-split col2im was not taken"
+
+
+FORWARD_CASES = [*CASES[:2], ((9, 8), (3, 3), 1, 1, 1, 1), ((5, 6, 4), (2, 3, 2), 2, 1, 2, 2)]
+
+
+@pytest.mark.parametrize("case", FORWARD_CASES)
+@pytest.mark.parametrize("limit", [0, 10**9])
+def test_forward_per_sample_and_tile_wide_equal_the_loops(case, limit, monkeypatch):
+    spatial, kernel, stride, padding, dilation, groups = case
+    monkeypatch.setattr(_strategy, "PER_SAMPLE_MAX_WEIGHTS", limit)
+    rng = np.random.default_rng(sum(spatial))
+    x = rng.integers(-4, 5, size=(4, 2 * groups, *spatial))
+    w = rng.integers(-4, 5, size=(3 * groups, 2, *kernel))
+    b = rng.integers(-4, 5, size=3 * groups)
+    keywords = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+    pads = resolve_padding(padding, spatial, kernel, stride, dilation)
+    want = loop_conv(x, w, b, stride, pads, dilation, groups)
+    assert np.array_equal(ic.conv(x, w, b, **keywords), want)
+    y, _ = ic.conv_forward(x, w, b, **keywords)
+    assert np.array_equal(y, want)
+    assert np.array_equal(ic.conv(x.astype(np.float64), w.astype(np.float64), b, **keywords), want)

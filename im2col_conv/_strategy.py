@@ -1,0 +1,93 @@
+"""Which strategy each pass of a layer takes, by the layer's shape and dtype.
+
+Every strategy computes the same sums (the tests and the equivalence proof
+check each one); the rules below only pick the fastest for a shape, as
+measured by ``benchmarks/bench.py`` and recorded on the performance page.
+The thresholds are module constants so that tests and the proof can move
+them and send small geometries down every path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._shifted import ShiftedLayout
+from .geometry import ConvGeometry
+
+__all__ = [
+    "FUSED_MIN_CHANNELS",
+    "PER_SAMPLE_MAX_WEIGHTS",
+    "PHASE_SPLIT_MIN_WINDOWS",
+    "SHIFTED_MAX_WIDE",
+    "SHIFTED_MIN_CHANNELS",
+    "STRATEGY",
+    "fused",
+    "per_sample",
+    "phase_split",
+    "shifted",
+]
+
+#: From this many input channels per group on, the column gradient is made one
+#: kernel offset at a time and added at once, while it is in cache: one
+#: ``(C_in/g, C_out/g) @ (C_out/g, nb * L)`` product per offset instead of one
+#: tall product whose ``prod(kernel)`` times larger result has left the cache
+#: before col2im reads it. With fewer channels the small products lose more
+#: than the cache gains (measured in ``benchmarks/``).
+FUSED_MIN_CHANNELS = 64
+
+#: The float64 forward pass runs the shifted strategy (`_shifted`:
+#: no column matrix) from this many input channels per group on: each of its
+#: products has only ``C_in/groups`` as inner dimension, too thin below it.
+#: In float32, and in every backward pass, the columns measured faster
+#: (``docs/performance.md``).
+SHIFTED_MIN_CHANNELS = 16
+
+#: ... and while its wide grid has at most this many positions per output position.
+SHIFTED_MAX_WIDE = 1.25
+
+#: ``"auto"`` chooses per layer and pass by the rules above; ``"shifted"`` and
+#: ``"columns"`` force one strategy wherever it applies (for tests and benchmarks).
+STRATEGY = "auto"
+
+#: The col2im of a layer strided along its last axis adds into that axis's
+#: phases (`_polyphase`: contiguous additions, one strided pass back) from this
+#: many windows along it on. On shorter rows the extra pass costs more than the
+#: contiguity gains (measured in ``benchmarks/``: 1.8x faster col2im on the
+#: 224x224 stem, 1.2x slower on the 32x32 CIFAR layer).
+PHASE_SPLIT_MIN_WINDOWS = 32
+
+#: A forward tile whose weight matrix has at most this many entries per group
+#: multiplies each sample's columns on its own, straight into the output: for
+#: such thin products the one tile-wide product gains nothing, and its result
+#: must be transposed into place (measured in ``benchmarks/``: 15 to 25 %
+#: faster on the MNIST layer, 5 to 10 % on the CIFAR one, slower on wide layers).
+PER_SAMPLE_MAX_WEIGHTS = 4096
+
+
+def fused(c_in_per_group: int) -> bool:
+    """Whether the column gradient is made and added one kernel offset at a time."""
+    return c_in_per_group >= FUSED_MIN_CHANNELS
+
+
+def per_sample(weights_per_group: int) -> bool:
+    """Whether a forward tile multiplies each sample on its own, into the output."""
+    return weights_per_group <= PER_SAMPLE_MAX_WEIGHTS
+
+
+def phase_split(geometry: ConvGeometry, grid: tuple[int, ...]) -> bool:
+    """Whether the col2im of a tile adds into the phases of its strided last axis."""
+    return geometry.stride[-1] > 1 and grid[-1] >= PHASE_SPLIT_MIN_WINDOWS and grid == geometry.output_size
+
+
+def shifted(geometry: ConvGeometry, dtype: np.dtype[Any], groups: int, c_in: int, *, backward: bool) -> bool:
+    """Whether a pass runs the shifted strategy instead of im2col columns."""
+    if STRATEGY != "auto" or geometry.is_pointwise:
+        return STRATEGY == "shifted"
+    return (
+        not backward
+        and dtype == np.float64
+        and c_in // groups >= SHIFTED_MIN_CHANNELS
+        and ShiftedLayout.wide_ratio(geometry) <= SHIFTED_MAX_WIDE
+    )
