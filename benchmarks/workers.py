@@ -96,8 +96,16 @@ def _engine(shape: Shape, dtype: np.dtype[Any], repeats: int, extras: bool) -> d
     if extras:
         _, columns = ic.conv_forward(x, weight, stride=s, padding=p)
         matrix = weight.reshape(1, weight.shape[0], -1)
-        row["forward_gemm_only_ms"] = 1e3 * median_time(lambda: np.matmul(matrix, columns.data), repeats)
-        row["column_matrix_bytes"] = columns.data.nbytes
+        cols = columns.data
+        # The backward's two products on the whole batch's columns: what any im2col backward must
+        # multiply, with the output gradient already in the columns' (C_out, N * L) layout.
+        delta = np.ascontiguousarray(gy.swapaxes(0, 1)).reshape(1, weight.shape[0], -1)
+        row["forward_gemm_only_ms"] = 1e3 * median_time(lambda: np.matmul(matrix, cols), repeats)
+        row["backward_gemm_only_ms"] = 1e3 * median_time(
+            lambda: (np.matmul(delta, cols.swapaxes(1, 2)), np.matmul(matrix.swapaxes(1, 2), delta)), repeats
+        )
+        row["column_matrix_bytes"] = cols.nbytes
+        del cols
         del columns
         row["forward_peak_bytes"] = _peak_bytes(forward)
         row["backward_peak_bytes"] = _peak_bytes(backward)

@@ -338,3 +338,22 @@ def test_workspace_bounds_a_single_large_sample(call):
     }
     temporary, _ = _temporary_peak(calls[call])
     assert temporary <= limit + 64 * 1024, (temporary, limit)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+@pytest.mark.parametrize("workspace", [None, 1])
+def test_global_average_pooling_by_one_product_per_row(dtype, layout, workspace):
+    # Integer values: every sum below is exact in each dtype, whatever the order of the additions.
+    rng = np.random.default_rng(13)
+    base = rng.integers(-9, 10, size=(5, 6, 6, 10)).astype(dtype)
+    if dtype is np.complex128:
+        base = base + 1j * rng.integers(-9, 10, size=base.shape)
+    x = base[:, ::2, :, ::2] if layout == "strided" else np.ascontiguousarray(base[:, :, :, :5])
+    space = {} if workspace is None else {"workspace": workspace}
+    y = ic.avg_pool(x, (6, 5), **space)
+    want = loop_avg_pool(x, (6, 5), (6, 5), (0, 0), False, True)
+    np.testing.assert_array_equal(y, want.astype(y.dtype))
+    g = rng.integers(-9, 10, size=y.shape).astype(dtype)
+    grad = ic.avg_pool_backward(g, x.shape, (6, 5), **space)
+    np.testing.assert_array_equal(grad, np.broadcast_to(g / dtype(30), x.shape))
