@@ -10,6 +10,7 @@ calls with the same messages. Only `im2col_conv._validation` and
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -22,6 +23,7 @@ from ._validation import (
     check_bias,
     check_grad_output,
     check_groups,
+    plain_values,
     weight_rank,
 )
 from .geometry import ConvGeometry, IntOrTuple, PaddingLike
@@ -89,6 +91,15 @@ class ConvOperands(NamedTuple):
     def output_shape(self) -> tuple[int, ...]:
         """Batched shape of the forward output, ``(N, C_out, *output_size)``."""
         return (self.x.shape[0], self.weight.shape[0], *self.geometry.output_size)
+
+
+# A layer calls with the same sizes and arguments again and again: its geometry,
+# and the sizes the geometry derives, are then made once. Only arguments of
+# plain ints and strings are remembered, whose equality is that of the
+# geometries they make (True == 1, but stride=True is refused); the sizes are
+# tuples of ints, from shapes.
+_plain_geometry = lru_cache(maxsize=256)(ConvGeometry.create)
+_plain_transpose = lru_cache(maxsize=256)(ConvGeometry.for_transpose)
 
 
 def _arrays(
@@ -164,7 +175,10 @@ def conv_operands(
             f"input has {c_in} channels but weight of shape {w_arr.shape} with groups={g} "
             f"expects {c_in_per_group * g}"
         )
-    geometry = ConvGeometry.create(batched.shape[2:], w_arr.shape[2:], stride, padding, dilation)
+    if plain_values(stride, padding, dilation):
+        geometry = _plain_geometry(batched.shape[2:], w_arr.shape[2:], stride, padding, dilation)
+    else:
+        geometry = ConvGeometry.create(batched.shape[2:], w_arr.shape[2:], stride, padding, dilation)
     volume, positions = geometry.kernel_volume, batched.shape[0] * geometry.output_volume
     if grad_output is None:
         bounds = {"output": (c_in_per_group * volume, ("input", "weight"))}
@@ -205,9 +219,11 @@ def transpose_operands(
             f"input has {c_in} channels but weight of shape {w_arr.shape} expects {w_arr.shape[0]}"
         )
     g = check_groups(groups, {"input": c_in}, w_arr.shape)
-    geometry = ConvGeometry.for_transpose(
-        batched.shape[2:], w_arr.shape[2:], stride, padding, output_padding, dilation
-    )
+    sizes = (batched.shape[2:], w_arr.shape[2:])
+    if plain_values(stride, padding, output_padding, dilation):
+        geometry = _plain_transpose(*sizes, stride, padding, output_padding, dilation)
+    else:
+        geometry = ConvGeometry.for_transpose(*sizes, stride, padding, output_padding, dilation)
     bounds = {"output": (c_in // g * geometry.kernel_volume, ("input", "weight"))}
     dtype, compute = _dtypes(batched, w_arr, rest, bounds)
     b = check_bias(bias, w_arr.shape[1] * g, compute)
