@@ -324,13 +324,15 @@ class Engine:
 
             def block(index: int, offset: tuple[int, ...]) -> NDArray[Any]:
                 _matmul(w_offsets[index], delta_t, out=products)
-                return np.moveaxis(products.reshape(c_in, nb, *tile_grid), 1, 0)
+                batch_first: NDArray[Any] = products.reshape(c_in, nb, *tile_grid).swapaxes(0, 1)
+                return batch_first
 
         else:
             grad_cols = self.scratch.get("grad_columns", (g, c_in // g * volume, delta_t.shape[2]))
             _matmul(w.swapaxes(1, 2), delta_t, out=grad_cols)
             # (C_in, K, nb, *grid) viewed batch-first for the scatter-add.
-            spread = np.moveaxis(grad_cols.reshape(c_in, volume, nb, *tile_grid), 2, 0)
+            axes = (2, 0, 1, *range(3, 3 + len(tile_grid)))
+            spread: NDArray[Any] = grad_cols.reshape(c_in, volume, nb, *tile_grid).transpose(axes)
 
             def block(index: int, offset: tuple[int, ...]) -> NDArray[Any]:
                 return spread[:, :, index]

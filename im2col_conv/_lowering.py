@@ -12,7 +12,9 @@ them.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -88,12 +90,15 @@ def window_view(padded: NDArray[Any], geometry: ConvGeometry) -> NDArray[Any]:
     output_strides = tuple(
         s * st if o > 1 else 0 for s, st, o in zip(spatial_strides, geometry.stride, geometry.output_size)
     )
-    return as_strided(
-        padded,
-        shape=lead + geometry.kernel_size + geometry.output_size,
-        strides=lead_strides + kernel_strides + output_strides,
-        writeable=False,
-    )
+    shape = lead + geometry.kernel_size + geometry.output_size
+    strides = lead_strides + kernel_strides + output_strides
+    if padded.flags.c_contiguous and padded.size:
+        # A contiguous array is its own buffer, from its first element: a view
+        # of it is made at a fraction of the cost of `as_strided`.
+        view: NDArray[Any] = np.ndarray(shape, padded.dtype, padded, 0, strides)
+        view.flags.writeable = False
+        return view
+    return as_strided(padded, shape=shape, strides=strides, writeable=False)
 
 
 def lower(
@@ -131,9 +136,11 @@ def lower(
     """
     dtype = x.dtype if dtype is None else np.dtype(dtype)
     with phase("lowering"):
-        view = window_view(pad_input(x, geometry.padding, dtype, out=padded), geometry)
+        source = pad_input(x, geometry.padding, dtype, out=padded) if geometry.has_padding else x
+        view = window_view(source.astype(dtype, copy=False), geometry)
         if batch_inner:
-            view = np.moveaxis(view, 0, 1 + geometry.ndim)
+            d = geometry.ndim  # the batch axis moved after the kernel's
+            view = view.transpose((*range(1, 2 + d), 0, *range(2 + d, view.ndim)))
         if out is None:
             out = np.empty(view.shape, dtype)
         np.copyto(out, view)
@@ -193,6 +200,22 @@ def scatter_add(
     )
 
 
+@lru_cache(maxsize=256)
+def _offset_windows(
+    kernel_size: tuple[int, ...], dilation: tuple[int, ...], grid: tuple[int, ...], stride: tuple[int, ...]
+) -> tuple[tuple[tuple[int, ...], tuple[Any, ...]], ...]:
+    """Every kernel offset, row-major, with the index of the buffer positions its windows read.
+
+    The same few geometries recur from call to call: their indices are made once.
+    """
+    windows = []
+    for offset in itertools.product(*(range(k) for k in kernel_size)):
+        steps = zip(offset, dilation, grid, stride)
+        window = tuple(slice(k * dl, k * dl + (g - 1) * s + 1, s) for k, dl, g, s in steps)
+        windows.append((offset, (Ellipsis, *window)))
+    return tuple(windows)
+
+
 def scatter_blocks(
     block: Callable[[int, tuple[int, ...]], NDArray[Any]],
     lead: tuple[int, ...],
@@ -226,14 +249,12 @@ def scatter_blocks(
     else:
         buffer = np.empty(lead + buffer_size, dtype=dtype)
     buffer.fill(0)
-    for index, offset in enumerate(np.ndindex(*geometry.kernel_size)):
-        window = tuple(
-            slice(k * dl, k * dl + (g - 1) * s + 1, s)
-            for k, dl, g, s in zip(offset, geometry.dilation, grid, geometry.stride)
-        )
+    windows = _offset_windows(geometry.kernel_size, geometry.dilation, grid, geometry.stride)
+    for index, (offset, window) in enumerate(windows):
         columns = block(index, offset)
         with phase("col2im"):
-            buffer[(Ellipsis,) + window] += columns
+            sums = buffer[window]
+            np.add(sums, columns, out=sums)
     if buffer is out or (buffer_size == target and out is None):
         return buffer
     crop = tuple(slice(b, b + t) for b, t in zip(before, target))

@@ -72,9 +72,9 @@ def _even_slices(total: int, most: int) -> list[slice]:
     # A small last slice would make matrix products too thin to run at full
     # speed. The larger slices come first, so that buffers sized for the first
     # serve every later one.
+    if total <= most:
+        return [slice(0, total)] if total else []
     count = -(-total // most)
-    if count == 0:
-        return []
     base, extra = divmod(total, count)
     sizes = [base + 1] * extra + [base] * (count - extra)
     starts = itertools.accumulate(sizes, initial=0)
