@@ -101,7 +101,7 @@ class Engine:
         return samples * (columns + padded)
 
     def _tile_input(self, x: NDArray[Any], tile: Tile) -> NDArray[Any]:
-        return x[tile.batch][_EVERY + tile.input_window]
+        return x[tile.batch][_EVERY + tile.input_window] if tile.input_window else x[tile.batch]
 
     def columns(self, x: NDArray[Any], geometry: ConvGeometry, *, reuse: bool = True) -> NDArray[Any]:
         """Columns of a tile ``x`` of shape ``(nb, C, *spatial)`` as ``(g, C/g * K, nb * L)``."""

@@ -253,8 +253,8 @@ def scatter_blocks(
     for index, (offset, window) in enumerate(windows):
         columns = block(index, offset)
         with phase("col2im"):
-            sums = buffer[window]
-            np.add(sums, columns, out=sums)
+            sums = buffer[window]  # added to in place, spared the write-back of buffer[window] += columns
+            sums += columns
     if buffer is out or (buffer_size == target and out is None):
         return buffer
     crop = tuple(slice(b, b + t) for b, t in zip(before, target))

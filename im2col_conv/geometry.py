@@ -109,7 +109,8 @@ class ConvGeometry:
 
     Build it with [`ConvGeometry.create`][im2col_conv.geometry.ConvGeometry.create], which validates the
     arguments;
-    the constructor trusts its inputs.
+    the constructor trusts its inputs. The sizes it derives are computed on
+    first use and kept, as the fields never change.
 
     Attributes
     ----------

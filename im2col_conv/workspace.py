@@ -187,8 +187,11 @@ class TilePlan:
 
     def __iter__(self) -> Iterator[Tile]:
         if self._chunks is not None:
-            yield from (Tile(chunk, (), (), self._geometry) for chunk in self._chunks)
-            return
+            whole = itertools.repeat(())
+            return map(Tile, self._chunks, whole, whole, itertools.repeat(self._geometry))
+        return self._bands()
+
+    def _bands(self) -> Iterator[Tile]:
         bands = _even_slices(self._grid[self.axis], self._most)
         for n in range(self._batch):
             for prefix in itertools.product(*(range(g) for g in self._grid[: self.axis])):
