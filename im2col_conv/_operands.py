@@ -10,6 +10,7 @@ calls with the same messages. Only `im2col_conv._validation` and
 
 from __future__ import annotations
 
+import operator
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -101,6 +102,8 @@ class ConvOperands(NamedTuple):
 _plain_geometry = lru_cache(maxsize=256)(ConvGeometry.create)
 _plain_transpose = lru_cache(maxsize=256)(ConvGeometry.for_transpose)
 
+_DTYPE = operator.attrgetter("dtype")
+
 
 def _arrays(
     x: ArrayLike, weight: ArrayLike, others: dict[str, ArrayLike | None], layout: str
@@ -108,7 +111,10 @@ def _arrays(
     """Numeric arrays: the batched input, the weight, and the other operands given."""
     x_arr = as_numeric_array(x, "input")
     w_arr = as_numeric_array(weight, "weight")
-    rest = {k: as_numeric_array(v, k) for k, v in others.items() if v is not None}
+    rest = {}
+    for name, value in others.items():
+        if value is not None:
+            rest[name] = as_numeric_array(value, name)
     batched, unbatched = batch_view(x_arr, weight_rank(w_arr, layout), "input")
     return batched, w_arr, unbatched, rest
 
@@ -125,7 +131,7 @@ def _dtypes(
     is ``terms * max|input or grad_output| * max|weight or input|`` (plus the
     bias): each sum has at most ``terms`` products.
     """
-    result = result_dtype(x.dtype, weight.dtype, *(a.dtype for a in rest.values()))
+    result = result_dtype(x.dtype, weight.dtype, *map(_DTYPE, rest.values()))
     if result.kind not in "iu":
         return result, compute_dtype(result, 0, "")
     magnitude = {"input": max_abs(x), "weight": max_abs(weight), **{k: max_abs(a) for k, a in rest.items()}}

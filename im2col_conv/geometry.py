@@ -237,7 +237,7 @@ class ConvGeometry:
             )
         return cls(size, kernel, strides, pads, dilations)
 
-    @property
+    @cached_property
     def ndim(self) -> int:
         """Number of spatial dimensions."""
         return len(self.kernel_size)

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 
-__all__ = ["PHASES", "phase", "record_phases"]
+__all__ = ["PHASES", "phase", "record_phases", "recording"]
 
 #: The phases the engine reports.
 PHASES = ("lowering", "matmul", "col2im", "reduction")
@@ -76,6 +76,14 @@ def record_phases() -> Iterator[dict[str, float]]:
         with _open_lock:
             _open_blocks -= 1
         _recording.reset(token)
+
+
+def recording() -> bool:
+    """True when a `record_phases` block is open in the calling thread or task.
+
+    For a loop that would otherwise open a `phase` per step: it asks once.
+    """
+    return bool(_open_blocks) and _recording.get() is not None
 
 
 def phase(name: str) -> AbstractContextManager[None]:

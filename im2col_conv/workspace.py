@@ -265,7 +265,8 @@ def plan_tiles(
     budget = _budget(workspace)
     per_sample = tile_bytes(1, grid)
     if per_sample <= budget or batch == 0 or 0 in grid:
-        return TilePlan(batch, geometry, grid, batch_chunks(batch, per_sample, workspace))
+        chunks = _even_slices(batch, max(1, budget // max(per_sample, 1)))  # batch_chunks, budget known
+        return TilePlan(batch, geometry, grid, chunks)
     for axis in range(len(grid)):
 
         def size(rows: int, axis: int = axis) -> int:
@@ -302,9 +303,12 @@ class Scratch:
         size = math.prod(shape)
         buffer = self._buffers.get(name)
         fresh = buffer is None or buffer.size < size
-        if buffer is None or fresh:
-            buffer = self._buffers[name] = np.empty(size, self.dtype)
-        view = buffer[:size].reshape(shape)
+        if fresh:
+            view = np.empty(shape, self.dtype)
+            self._buffers[name] = view.reshape(-1)
+        else:
+            assert buffer is not None
+            view = buffer[:size].reshape(shape)
         if zeroed_for is not None and (fresh or self._layouts.get(name) != (shape, zeroed_for)):
             view.fill(0)
             self._layouts[name] = (shape, zeroed_for)
