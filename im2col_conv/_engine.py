@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 
 from ._lowering import lower, scatter_blocks
 from .geometry import ConvGeometry
-from .profiling import phase
+from .profiling import phase, recording
 from .workspace import Scratch, Tile, batch_chunks, plan_tiles
 
 __all__ = ["FUSED_MIN_CHANNELS", "Engine"]
@@ -45,6 +45,8 @@ _EVERY = (slice(None), slice(None))
 
 
 def _matmul(a: NDArray[Any], b: NDArray[Any], out: NDArray[Any] | None = None) -> NDArray[Any]:
+    if not recording():
+        return np.matmul(a, b, out=out)
     with phase("matmul"):
         return np.matmul(a, b, out=out)
 

@@ -149,7 +149,10 @@ def lower(
             view = view.transpose(_batch_inner_axes(geometry.ndim))
         if out is None:
             out = np.empty(view.shape, dtype)
-        np.copyto(out, view)
+        if out.dtype == dtype:
+            out[...] = view  # no cast to check: a plain copy spares copyto's dispatch
+        else:
+            np.copyto(out, view)
     return out
 
 

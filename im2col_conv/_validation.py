@@ -49,7 +49,7 @@ def all_ints(values: tuple[object, ...]) -> bool:
 
 
 def plain_values(*values: object) -> bool:
-    """True when every value is an int, a str, a tuple of ints or a tuple of such tuples.
+    """True when every value is an int, a str, or a non-empty tuple of ints and such tuples of ints.
 
     Equal values of these exact types are checked alike, so a check made once
     may be remembered for them. A bool, a float or a NumPy integer equals the
@@ -60,8 +60,16 @@ def plain_values(*values: object) -> bool:
             continue
         if type(value) is not tuple or not value:
             return False
-        if not all_ints(value) and not all(type(v) is tuple and all_ints(v) for v in value):
-            return False
+        for entry in value:
+            if type(entry) is tuple:
+                # Loops, not all() over a generator: this runs on every call.
+                if not entry:
+                    return False
+                for item in entry:
+                    if type(item) is not int:
+                        return False
+            elif type(entry) is not int:
+                return False
     return True
 
 

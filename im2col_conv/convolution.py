@@ -212,7 +212,7 @@ def conv_forward(
         y = np.zeros(ops.output_shape, ops.compute)
         rows = ops.weight.shape[1] * ops.geometry.kernel_volume
         cols = np.zeros((ops.groups, rows, ops.x.shape[0] * ops.geometry.output_volume), ops.compute)
-    cols.flags.writeable = False
+    cols.setflags(write=False)
     return _finish(y, ops, ops.bias), Columns(cols, ops.x.shape, ops.geometry, ops.groups)
 
 
