@@ -84,8 +84,8 @@ def window_view(padded: NDArray[Any], geometry: ConvGeometry) -> NDArray[Any]:
     """
     d = geometry.ndim
     lead = padded.shape[:-d]
-    lead_strides = padded.strides[:-d]
-    spatial_strides = padded.strides[-d:]
+    every_stride = padded.strides
+    lead_strides, spatial_strides = every_stride[:-d], every_stride[-d:]
     kernel_strides = tuple(map(operator.mul, spatial_strides, geometry.dilation))
     output_strides = tuple(map(operator.mul, spatial_strides, geometry.stride))
     if 1 in geometry.output_size:
