@@ -175,7 +175,10 @@ def conv_operands(
     )
     c_out, c_in_per_group = w_arr.shape[:2]
     c_in = batched.shape[1]
-    g = check_groups(groups, {"input": c_in, "output": c_out}, w_arr.shape)
+    if type(groups) is int and groups == 1:
+        g = 1  # divides every count: the common case needs no check
+    else:
+        g = check_groups(groups, {"input": c_in, "output": c_out}, w_arr.shape)
     if c_in != c_in_per_group * g:
         raise ValueError(
             f"input has {c_in} channels but weight of shape {w_arr.shape} with groups={g} "

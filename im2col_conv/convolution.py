@@ -66,7 +66,8 @@ def _finish(y: NDArray[Any], ops: ConvOperands, bias: NDArray[Any] | None = None
     """Add the bias, convert to the result dtype (exact for integers) and drop a batch axis not given."""
     if bias is not None:
         y += bias.reshape((-1,) + (1,) * (y.ndim - 2))
-    y = _convert(y, ops.dtype)
+    if y.dtype != ops.dtype:
+        y = _convert(y, ops.dtype)
     return y[0] if ops.unbatched else y
 
 
