@@ -9,6 +9,7 @@ accepts, refuses or returns, or what `record_phases` sees.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 import pytest
@@ -164,3 +165,29 @@ def test_the_layer_keeps_its_input_whatever_the_caller_does_to_it(kind, keep):
     fresh(data.astype(np.float32))
     assert np.array_equal(grad_x, fresh.backward(np.ones_like(y)))
     assert np.array_equal(grad_weight, fresh.grad_weight)
+
+
+def test_threads_sharing_the_caches_get_the_serial_results():
+    cases = [
+        {"stride": s, "padding": p, "dilation": d}
+        for s in (1, 2, (2, 1))
+        for p in (0, 1, "same", ((1, 0), (0, 2)))
+        for d in (1, 2)
+    ]
+    serial = [ic.conv_backward(np.ones_like(ic.conv(X, W, **kw)), X, W, **kw) for kw in cases]
+    results: list[Any] = [None] * len(cases)
+
+    def run(start: int) -> None:
+        for i in range(start, len(cases), 4):
+            kw = cases[i]
+            results[i] = ic.conv_backward(np.ones_like(ic.conv(X, W, **kw)), X, W, **kw)
+
+    threads = [threading.Thread(target=run, args=(start,)) for start in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for got, want in zip(results, serial):
+        assert got is not None
+        for a, b in zip(got, want):
+            assert np.array_equal(a, b)
