@@ -42,6 +42,10 @@ def _median_seconds(fn: Callable[[], object], calls: int) -> float:
 
 def _calls(n: int, c_in: int, h: int, w: int, c_out: int, k: int) -> dict[str, Callable[[], object]]:
     """The three calls measured, on operands of these sizes."""
+    # The float64 temporaries made and freed here are larger than any buffer of
+    # the calls, which raises glibc's threshold for mapping fresh pages: later
+    # buffers come from its heap, as in a long-running program, and the times
+    # do not include first-touch page faults.
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, c_in, h, w)).astype(np.float32)
     weight = rng.standard_normal((c_out, c_in, k, k)).astype(np.float32)
