@@ -19,6 +19,7 @@ from them):
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -45,10 +46,22 @@ def result_dtype(*dtypes: np.dtype[Any]) -> np.dtype[Any]:
     >>> result_dtype(np.dtype(np.int32), np.dtype(np.float32))
     dtype('float64')
     """
+    for d in dtypes:
+        if d.isbuiltin != 1:
+            return _result_dtype(dtypes)
+    return _builtin_result_dtype(dtypes)
+
+
+def _result_dtype(dtypes: tuple[np.dtype[Any], ...]) -> np.dtype[Any]:
     if all(d.kind in "biu" for d in dtypes):
         unsigned = all(d.kind == "u" for d in dtypes)
         return np.dtype(np.uint64 if unsigned else np.int64)
     return np.result_type(*dtypes)
+
+
+#: `_result_dtype` of NumPy's own native dtypes without metadata, which are
+#: equal only when they are read alike, so that equal arguments may share a result.
+_builtin_result_dtype = lru_cache(maxsize=512)(_result_dtype)
 
 
 def max_abs(array: NDArray[Any]) -> int:

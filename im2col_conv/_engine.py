@@ -91,7 +91,7 @@ class Engine:
         return samples * (columns + padded)
 
     def _tile_input(self, x: NDArray[Any], tile: Tile) -> NDArray[Any]:
-        return x[tile.batch][_EVERY + tile.input_window]
+        return x[tile.batch][_EVERY + tile.input_window] if tile.input_window else x[tile.batch]
 
     def columns(self, x: NDArray[Any], geometry: ConvGeometry, *, reuse: bool = True) -> NDArray[Any]:
         """Columns of a tile ``x`` of shape ``(nb, C, *spatial)`` as ``(g, C/g * K, nb * L)``."""
@@ -299,7 +299,7 @@ class Engine:
         """The tile's output gradient as ``(g, C_out/g, nb * L_tile)``, batch inside the columns."""
         g, c_out = self.groups, delta.shape[1]
         nb = tile.batch.stop - tile.batch.start
-        rows = delta[tile.batch][_EVERY + tile.window]
+        rows = delta[tile.batch][_EVERY + tile.window] if tile.window else delta[tile.batch]
         if nb == 1:
             single: NDArray[Any] = rows[0].reshape(g, c_out // g, -1).astype(self.dtype, copy=False)
             return single
@@ -333,16 +333,20 @@ class Engine:
 
             def block(index: int, offset: tuple[int, ...]) -> NDArray[Any]:
                 _matmul(w_offsets[index], delta_t, out=products)
-                return np.moveaxis(products.reshape(c_in, nb, *tile_grid), 1, 0)
+                batch_first: NDArray[Any] = products.reshape(c_in, nb, *tile_grid).swapaxes(0, 1)
+                return batch_first
 
         else:
             grad_cols = self.scratch.get("grad_columns", (g, c_in // g * volume, delta_t.shape[2]))
             _matmul(w.swapaxes(1, 2), delta_t, out=grad_cols)
-            # (C_in, K, nb, *grid) viewed batch-first for the scatter-add.
-            spread = np.moveaxis(grad_cols.reshape(c_in, volume, nb, *tile_grid), 2, 0)
+            # (C_in, K, nb, *grid) viewed offset-first, then batch-first, for the scatter-add:
+            # each offset's block is then one integer index away.
+            axes = (1, 2, 0, *range(3, 3 + len(tile_grid)))
+            spread: NDArray[Any] = grad_cols.reshape(c_in, volume, nb, *tile_grid).transpose(axes)
 
             def block(index: int, offset: tuple[int, ...]) -> NDArray[Any]:
-                return spread[:, :, index]
+                by_offset: NDArray[Any] = spread[index]
+                return by_offset
 
         def allocate(shape: tuple[int, ...]) -> NDArray[Any]:
             return self.scratch.get("scatter", shape)

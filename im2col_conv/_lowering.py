@@ -12,7 +12,10 @@ them.
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -20,7 +23,7 @@ from numpy.lib.stride_tricks import as_strided
 from numpy.typing import DTypeLike, NDArray
 
 from .geometry import ConvGeometry
-from .profiling import phase
+from .profiling import phase, recording
 
 __all__ = ["lower", "pad_input", "scatter_add", "scatter_blocks", "window_view"]
 
@@ -81,19 +84,28 @@ def window_view(padded: NDArray[Any], geometry: ConvGeometry) -> NDArray[Any]:
     """
     d = geometry.ndim
     lead = padded.shape[:-d]
-    lead_strides = padded.strides[:-d]
-    spatial_strides = padded.strides[-d:]
-    kernel_strides = tuple(s * dl for s, dl in zip(spatial_strides, geometry.dilation))
-    # A single window needs no step: any stride then reads the same, and a huge one overflows.
-    output_strides = tuple(
-        s * st if o > 1 else 0 for s, st, o in zip(spatial_strides, geometry.stride, geometry.output_size)
-    )
-    return as_strided(
-        padded,
-        shape=lead + geometry.kernel_size + geometry.output_size,
-        strides=lead_strides + kernel_strides + output_strides,
-        writeable=False,
-    )
+    every_stride = padded.strides
+    lead_strides, spatial_strides = every_stride[:-d], every_stride[-d:]
+    kernel_strides = tuple(map(operator.mul, spatial_strides, geometry.dilation))
+    output_strides = tuple(map(operator.mul, spatial_strides, geometry.stride))
+    if 1 in geometry.output_size:
+        # A single window needs no step: any stride then reads the same, and a huge one overflows.
+        output_strides = tuple(s if o > 1 else 0 for s, o in zip(output_strides, geometry.output_size))
+    shape = lead + geometry.kernel_size + geometry.output_size
+    strides = lead_strides + kernel_strides + output_strides
+    if padded.flags.c_contiguous and padded.size:
+        # A contiguous array is its own buffer, from its first element: a view
+        # of it is made at a fraction of the cost of `as_strided`.
+        view: NDArray[Any] = np.ndarray(shape, padded.dtype, padded, 0, strides)
+        view.setflags(write=False)
+        return view
+    return as_strided(padded, shape=shape, strides=strides, writeable=False)
+
+
+@lru_cache(maxsize=8)
+def _batch_inner_axes(ndim: int) -> tuple[int, ...]:
+    """The axes of a ``(N, C, *kernel, *out)`` window view with the batch moved after the kernel's."""
+    return (*range(1, 2 + ndim), 0, *range(2 + ndim, 2 + 2 * ndim))
 
 
 def lower(
@@ -131,12 +143,16 @@ def lower(
     """
     dtype = x.dtype if dtype is None else np.dtype(dtype)
     with phase("lowering"):
-        view = window_view(pad_input(x, geometry.padding, dtype, out=padded), geometry)
+        source = pad_input(x, geometry.padding, dtype, out=padded) if geometry.has_padding else x
+        view = window_view(source.astype(dtype, copy=False), geometry)
         if batch_inner:
-            view = np.moveaxis(view, 0, 1 + geometry.ndim)
+            view = view.transpose(_batch_inner_axes(geometry.ndim))
         if out is None:
             out = np.empty(view.shape, dtype)
-        np.copyto(out, view)
+        if out.dtype == dtype:
+            out[...] = view  # no cast to check: a plain copy spares copyto's dispatch
+        else:
+            np.copyto(out, view)
     return out
 
 
@@ -193,6 +209,29 @@ def scatter_add(
     )
 
 
+@lru_cache(maxsize=256)
+def _scatter_layout(
+    geometry: ConvGeometry, grid: tuple[int, ...], target: tuple[int, ...]
+) -> tuple[tuple[int, ...], tuple[tuple[tuple[int, ...], tuple[Any, ...]], ...], tuple[Any, ...]]:
+    """Where `scatter_blocks` adds: its buffer's size, each kernel offset's windows, the crop.
+
+    The same few geometries recur from call to call (a hashable, frozen
+    `ConvGeometry` each): their layouts are made once.
+    """
+    before = tuple(b for b, _ in geometry.padding)
+    # The buffer covers both every window position and the requested crop, so
+    # that positions no window reaches simply stay zero.
+    reach = geometry.reach(grid)
+    buffer_size = tuple(max(r, b + t) for r, b, t in zip(reach, before, target))
+    windows = []
+    for offset in itertools.product(*(range(k) for k in geometry.kernel_size)):
+        steps = zip(offset, geometry.dilation, grid, geometry.stride)
+        window = tuple(slice(k * dl, k * dl + (g - 1) * s + 1, s) for k, dl, g, s in steps)
+        windows.append((offset, (Ellipsis, *window)))
+    crop = (Ellipsis, *(slice(b, b + t) for b, t in zip(before, target)))
+    return buffer_size, tuple(windows), crop
+
+
 def scatter_blocks(
     block: Callable[[int, tuple[int, ...]], NDArray[Any]],
     lead: tuple[int, ...],
@@ -214,11 +253,7 @@ def scatter_blocks(
     """
     grid = tuple(geometry.output_size if grid_size is None else grid_size)
     target = tuple(geometry.input_size if target_size is None else target_size)
-    before = tuple(b for b, _ in geometry.padding)
-    # The buffer covers both every window position and the requested crop, so
-    # that positions no window reaches simply stay zero.
-    reach = geometry.reach(grid)
-    buffer_size = tuple(max(r, b + t) for r, b, t in zip(reach, before, target))
+    buffer_size, windows, crop = _scatter_layout(geometry, grid, target)
     if buffer_size == target and out is not None:
         buffer = out
     elif allocate is not None:
@@ -226,18 +261,18 @@ def scatter_blocks(
     else:
         buffer = np.empty(lead + buffer_size, dtype=dtype)
     buffer.fill(0)
-    for index, offset in enumerate(np.ndindex(*geometry.kernel_size)):
-        window = tuple(
-            slice(k * dl, k * dl + (g - 1) * s + 1, s)
-            for k, dl, g, s in zip(offset, geometry.dilation, grid, geometry.stride)
-        )
+    timed = recording()
+    for index, (offset, window) in enumerate(windows):
         columns = block(index, offset)
-        with phase("col2im"):
-            buffer[(Ellipsis,) + window] += columns
+        sums = buffer[window]  # added to in place, spared the write-back of buffer[window] += columns
+        if timed:
+            with phase("col2im"):
+                sums += columns
+        else:
+            sums += columns
     if buffer is out or (buffer_size == target and out is None):
         return buffer
-    crop = tuple(slice(b, b + t) for b, t in zip(before, target))
     if out is None:
-        return np.ascontiguousarray(buffer[(Ellipsis,) + crop])
-    np.copyto(out, buffer[(Ellipsis,) + crop])
+        return np.ascontiguousarray(buffer[crop])
+    np.copyto(out, buffer[crop])
     return out

@@ -10,6 +10,8 @@ calls with the same messages. Only `im2col_conv._validation` and
 
 from __future__ import annotations
 
+import operator
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -22,6 +24,7 @@ from ._validation import (
     check_bias,
     check_grad_output,
     check_groups,
+    plain_values,
     weight_rank,
 )
 from .geometry import ConvGeometry, IntOrTuple, PaddingLike
@@ -91,13 +94,27 @@ class ConvOperands(NamedTuple):
         return (self.x.shape[0], self.weight.shape[0], *self.geometry.output_size)
 
 
+# A layer calls with the same sizes and arguments again and again: its geometry,
+# and the sizes the geometry derives, are then made once. Only arguments of
+# plain ints and strings are remembered, whose equality is that of the
+# geometries they make (True == 1, but stride=True is refused); the sizes are
+# tuples of ints, from shapes.
+_plain_geometry = lru_cache(maxsize=256)(ConvGeometry.create)
+_plain_transpose = lru_cache(maxsize=256)(ConvGeometry.for_transpose)
+
+_DTYPE = operator.attrgetter("dtype")
+
+
 def _arrays(
     x: ArrayLike, weight: ArrayLike, others: dict[str, ArrayLike | None], layout: str
 ) -> tuple[NDArray[Any], NDArray[Any], bool, dict[str, NDArray[Any]]]:
     """Numeric arrays: the batched input, the weight, and the other operands given."""
     x_arr = as_numeric_array(x, "input")
     w_arr = as_numeric_array(weight, "weight")
-    rest = {k: as_numeric_array(v, k) for k, v in others.items() if v is not None}
+    rest = {}
+    for name, value in others.items():
+        if value is not None:
+            rest[name] = as_numeric_array(value, name)
     batched, unbatched = batch_view(x_arr, weight_rank(w_arr, layout), "input")
     return batched, w_arr, unbatched, rest
 
@@ -114,7 +131,7 @@ def _dtypes(
     is ``terms * max|input or grad_output| * max|weight or input|`` (plus the
     bias): each sum has at most ``terms`` products.
     """
-    result = result_dtype(x.dtype, weight.dtype, *(a.dtype for a in rest.values()))
+    result = result_dtype(x.dtype, weight.dtype, *map(_DTYPE, rest.values()))
     if result.kind not in "iu":
         return result, compute_dtype(result, 0, "")
     magnitude = {"input": max_abs(x), "weight": max_abs(weight), **{k: max_abs(a) for k, a in rest.items()}}
@@ -158,13 +175,19 @@ def conv_operands(
     )
     c_out, c_in_per_group = w_arr.shape[:2]
     c_in = batched.shape[1]
-    g = check_groups(groups, {"input": c_in, "output": c_out}, w_arr.shape)
+    if type(groups) is int and groups == 1:
+        g = 1  # divides every count: the common case needs no check
+    else:
+        g = check_groups(groups, {"input": c_in, "output": c_out}, w_arr.shape)
     if c_in != c_in_per_group * g:
         raise ValueError(
             f"input has {c_in} channels but weight of shape {w_arr.shape} with groups={g} "
             f"expects {c_in_per_group * g}"
         )
-    geometry = ConvGeometry.create(batched.shape[2:], w_arr.shape[2:], stride, padding, dilation)
+    if plain_values(stride, padding, dilation):
+        geometry = _plain_geometry(batched.shape[2:], w_arr.shape[2:], stride, padding, dilation)
+    else:
+        geometry = ConvGeometry.create(batched.shape[2:], w_arr.shape[2:], stride, padding, dilation)
     volume, positions = geometry.kernel_volume, batched.shape[0] * geometry.output_volume
     if grad_output is None:
         bounds = {"output": (c_in_per_group * volume, ("input", "weight"))}
@@ -205,9 +228,11 @@ def transpose_operands(
             f"input has {c_in} channels but weight of shape {w_arr.shape} expects {w_arr.shape[0]}"
         )
     g = check_groups(groups, {"input": c_in}, w_arr.shape)
-    geometry = ConvGeometry.for_transpose(
-        batched.shape[2:], w_arr.shape[2:], stride, padding, output_padding, dilation
-    )
+    sizes = (batched.shape[2:], w_arr.shape[2:])
+    if plain_values(stride, padding, output_padding, dilation):
+        geometry = _plain_transpose(*sizes, stride, padding, output_padding, dilation)
+    else:
+        geometry = ConvGeometry.for_transpose(*sizes, stride, padding, output_padding, dilation)
     bounds = {"output": (c_in // g * geometry.kernel_volume, ("input", "weight"))}
     dtype, compute = _dtypes(batched, w_arr, rest, bounds)
     b = check_bias(bias, w_arr.shape[1] * g, compute)

@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
+    "all_ints",
     "as_flag",
     "as_int",
     "as_numeric_array",
@@ -32,10 +33,44 @@ __all__ = [
     "kernel_size_for",
     "nonempty_spatial",
     "nonzero_int",
+    "plain_values",
     "pool_padding",
     "positive_int",
     "weight_rank",
 ]
+
+
+_INT_ONLY = {int}
+
+
+def all_ints(values: tuple[object, ...]) -> bool:
+    """True when every entry of a non-empty tuple is a plain ``int`` (not a bool or a NumPy integer)."""
+    return bool(values) and set(map(type, values)) == _INT_ONLY
+
+
+def plain_values(*values: object) -> bool:
+    """True when every value is an int, a str, or a non-empty tuple of ints and such tuples of ints.
+
+    Equal values of these exact types are checked alike, so a check made once
+    may be remembered for them. A bool, a float or a NumPy integer equals the
+    int of the same value but is refused or read by another rule: none is plain.
+    """
+    for value in values:
+        if type(value) is int or type(value) is str:
+            continue
+        if type(value) is not tuple or not value:
+            return False
+        for entry in value:
+            if type(entry) is tuple:
+                # Loops, not all() over a generator: this runs on every call.
+                if not entry:
+                    return False
+                for item in entry:
+                    if type(item) is not int:
+                        return False
+            elif type(entry) is not int:
+                return False
+    return True
 
 
 def is_sequence(value: object) -> bool:
@@ -56,6 +91,8 @@ def as_int(value: object, name: str) -> int:
     TypeError
         If ``value`` is not an integer.
     """
+    if type(value) is int:  # the common case, without the costlier checks below
+        return value
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
@@ -121,6 +158,10 @@ def int_tuple(value: object, ndim: int, name: str, *, minimum: int) -> tuple[int
     ValueError
         If the sequence has the wrong length or an entry is below ``minimum``.
     """
+    if type(value) is int and value >= minimum:
+        return (value,) * ndim
+    if type(value) is tuple and len(value) == ndim and all_ints(value) and min(value) >= minimum:
+        return value
     if isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be an int or a sequence of {ndim} ints, got {value!r}")
     if is_sequence(value):
@@ -254,20 +295,27 @@ def as_numeric_array(value: ArrayLike, name: str) -> NDArray[Any]:
     TypeError
         If the dtype is not a number's, or ``value`` is a masked array.
     """
+    if type(value) is np.ndarray:  # neither masked nor to convert: the common case, checked cheaply
+        array = value
+    else:
+        array = _as_array(value, name)
+    if array.dtype.kind not in "biufc":
+        raise TypeError(
+            f"{name} must have a bool, integer, floating or complex dtype, got dtype {array.dtype}"
+        )
+    return array
+
+
+def _as_array(value: ArrayLike, name: str) -> NDArray[Any]:
     if isinstance(value, np.ma.MaskedArray):
         raise TypeError(
             f"{name} is a masked array, whose mask would be ignored; pass {name}.filled(fill_value) "
             "or the plain data"
         )
     try:
-        array = np.asarray(value)
+        return np.asarray(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be array-like, got {type(value).__name__}: {exc}") from exc
-    if array.dtype.kind not in "biufc":
-        raise TypeError(
-            f"{name} must have a bool, integer, floating or complex dtype, got dtype {array.dtype}"
-        )
-    return array
 
 
 def batch_view(x: NDArray[Any], spatial_ndim: int, name: str) -> tuple[NDArray[Any], bool]:
@@ -324,7 +372,7 @@ def check_groups(groups: object, channels: dict[str, int], weight_shape: tuple[i
         If it is below 1 or does not divide a channel count.
     """
     g = positive_int(groups, "groups")
-    if any(count % g for count in channels.values()):
+    if g != 1 and any(count % g for count in channels.values()):
         counts = " and ".join(f"the {what} channels ({count})" for what, count in channels.items())
         both = "both " if len(channels) == 2 else ""
         raise ValueError(f"groups={g} must divide {both}{counts}; weight shape {weight_shape}")

@@ -66,7 +66,8 @@ def _finish(y: NDArray[Any], ops: ConvOperands, bias: NDArray[Any] | None = None
     """Add the bias, convert to the result dtype (exact for integers) and drop a batch axis not given."""
     if bias is not None:
         y += bias.reshape((-1,) + (1,) * (y.ndim - 2))
-    y = _convert(y, ops.dtype)
+    if y.dtype != ops.dtype:
+        y = _convert(y, ops.dtype)
     return y[0] if ops.unbatched else y
 
 
@@ -212,7 +213,7 @@ def conv_forward(
         y = np.zeros(ops.output_shape, ops.compute)
         rows = ops.weight.shape[1] * ops.geometry.kernel_volume
         cols = np.zeros((ops.groups, rows, ops.x.shape[0] * ops.geometry.output_volume), ops.compute)
-    cols.flags.writeable = False
+    cols.setflags(write=False)
     return _finish(y, ops, ops.bias), Columns(cols, ops.x.shape, ops.geometry, ops.groups)
 
 
@@ -301,7 +302,8 @@ def conv_backward(
     gy = grad_output_operand(grad_output, ops)
     engine = _engine(ops, workspace)
     cols = None if columns is None else _check_columns(columns, ops)
-    grad_b = gy.sum(axis=(0, *range(2, gy.ndim)), dtype=ops.compute).astype(ops.dtype, copy=False)
+    # gy.sum without the Python wrapper in front of the same reduction.
+    grad_b = np.add.reduce(gy, axis=(0, *range(2, gy.ndim)), dtype=ops.compute).astype(ops.dtype, copy=False)
     if not _has_products(ops):
         grad_w = np.zeros(ops.weight.shape, ops.dtype)
         return ConvGrads(_finish(np.zeros(ops.x.shape, ops.compute), ops), grad_w, grad_b)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any, Union
 
 import numpy as np
@@ -108,7 +109,8 @@ class ConvGeometry:
 
     Build it with [`ConvGeometry.create`][im2col_conv.geometry.ConvGeometry.create], which validates the
     arguments;
-    the constructor trusts its inputs.
+    the constructor trusts its inputs. The sizes it derives are computed on
+    first use and kept, as the fields never change.
 
     Attributes
     ----------
@@ -235,27 +237,27 @@ class ConvGeometry:
             )
         return cls(size, kernel, strides, pads, dilations)
 
-    @property
+    @cached_property
     def ndim(self) -> int:
         """Number of spatial dimensions."""
         return len(self.kernel_size)
 
-    @property
+    @cached_property
     def kernel_extent(self) -> tuple[int, ...]:
         """Span of the dilated kernel, ``dilation * (k - 1) + 1``."""
         return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation))
 
-    @property
+    @cached_property
     def padded_size(self) -> tuple[int, ...]:
         """Input size after zero padding, ``in + before + after``."""
         return tuple(n + b + a for n, (b, a) in zip(self.input_size, self.padding))
 
-    @property
+    @cached_property
     def output_size(self) -> tuple[int, ...]:
         """Spatial output size, ``floor((padded - extent) / stride) + 1``."""
         return tuple((p - e) // s + 1 for p, e, s in zip(self.padded_size, self.kernel_extent, self.stride))
 
-    @property
+    @cached_property
     def leftover(self) -> tuple[int, ...]:
         """Padded rows past the last window, ``(padded - extent) mod stride``.
 
@@ -263,12 +265,12 @@ class ConvGeometry:
         """
         return tuple((p - e) % s for p, e, s in zip(self.padded_size, self.kernel_extent, self.stride))
 
-    @property
+    @cached_property
     def is_pointwise(self) -> bool:
         """True when im2col is the identity: a 1x1 kernel, stride 1, no padding."""
         return self.kernel_volume == 1 and set(self.stride) == {1} and not self.has_padding
 
-    @property
+    @cached_property
     def has_padding(self) -> bool:
         """True when any side of any dimension is padded."""
         return any(b or a for b, a in self.padding)
@@ -329,12 +331,12 @@ class ConvGeometry:
         input_size[axis], padding[axis] = high - low, (pad_before, pad_after)
         return slice(low, high), replace(self, input_size=tuple(input_size), padding=tuple(padding))
 
-    @property
+    @cached_property
     def kernel_volume(self) -> int:
         """Number of kernel offsets, ``prod(kernel_size)``."""
         return math.prod(self.kernel_size)
 
-    @property
+    @cached_property
     def output_volume(self) -> int:
         """Number of output positions ``L = prod(output_size)``."""
         return math.prod(self.output_size)

@@ -258,11 +258,12 @@ class Conv:
 
     # -- passes --------------------------------------------------------------------------------
 
-    def _cast(self, value: ArrayLike, name: str) -> NDArray[Any]:
+    def _cast(self, value: ArrayLike, name: str) -> tuple[NDArray[Any], NDArray[Any]]:
+        """``value`` as an array, and that array cast to the layer's dtype."""
         array = as_numeric_array(value, name)
-        if not np.can_cast(array.dtype, self.dtype, casting="same_kind"):
+        if array.dtype != self.dtype and not np.can_cast(array.dtype, self.dtype, casting="same_kind"):
             raise TypeError(f"{name} of dtype {array.dtype} cannot be cast to the layer's dtype {self.dtype}")
-        return array.astype(self.dtype, copy=False)
+        return array, array.astype(self.dtype, copy=False)
 
     def forward(self, x: ArrayLike) -> NDArray[Any]:
         """Convolve ``x`` with the layer's weight, add the bias, and keep what backward needs.
@@ -286,12 +287,15 @@ class Conv:
             If ``x`` has the wrong number of dimensions or channels, or the
             dilated kernel does not fit in the padded input.
         """
-        xa = self._cast(x, "x")
+        array, xa = self._cast(x, "x")
         geometry = (self.stride, self.padding, self.dilation, self.groups)
         weight = self.weight.copy()
         y, columns = conv_forward(xa, weight, self.bias, *geometry)
         # The input is kept by value: the caller may reuse its buffer before backward.
-        kept_x = xa.copy() if np.shares_memory(xa, np.asarray(x)) else xa
+        # A cast made a new array, and an array is its own memory; anything else is asked.
+        kept_x = xa
+        if xa is array and (array is x or np.shares_memory(xa, np.asarray(x))):
+            kept_x = xa.copy()
         self._pass = _Pass(kept_x, weight, columns if self._keep == "columns" else None, y.shape, geometry)
         return y
 
@@ -328,7 +332,7 @@ class Conv:
                 f"{type(self).__name__}.backward called before forward: there is no forward pass "
                 "to differentiate"
             )
-        gy = self._cast(grad_output, "grad_output")
+        gy = self._cast(grad_output, "grad_output")[1]
         if gy.shape != kept.output_shape:
             raise ValueError(
                 f"grad_output must have the shape of the last forward output {kept.output_shape}, "

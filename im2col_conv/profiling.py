@@ -4,7 +4,7 @@ The engines mark their kinds of work (the lowering copy, the matrix
 products, the col2im additions, and pooling's reductions over the kernel
 offsets) with [`phase`][im2col_conv.profiling.phase]. Nothing is timed unless
 a [`record_phases`][im2col_conv.profiling.record_phases] block is open in the calling thread or task, so the
-marks cost one context-variable look-up each otherwise.
+marks cost one check of a module-level count otherwise.
 
 Examples
 --------
@@ -19,17 +19,39 @@ Examples
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 
-__all__ = ["PHASES", "phase", "record_phases"]
+__all__ = ["PHASES", "phase", "record_phases", "recording"]
 
 #: The phases the engine reports.
 PHASES = ("lowering", "matmul", "col2im", "reduction")
 
 _recording: ContextVar[dict[str, float] | None] = ContextVar("im2col_conv_phases", default=None)
+
+#: Number of `record_phases` blocks open in any thread or task. While it is 0,
+#: `phase` returns at once without reading the context variable or making a
+#: generator; a block open elsewhere only sends `phase` on to that look-up.
+_open_blocks = 0
+_open_lock = threading.Lock()
+
+
+class _Nothing:
+    """A context manager that does nothing, shared by every unrecorded phase."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NOTHING = _Nothing()
 
 
 @contextmanager
@@ -43,21 +65,39 @@ def record_phases() -> Iterator[dict[str, float]]:
         that occurred. Time outside the phases (checks, allocation, the
         batch-first transposes) is the call's total minus their sum.
     """
+    global _open_blocks
     spent: dict[str, float] = {}
     token = _recording.set(spent)
+    with _open_lock:
+        _open_blocks += 1
     try:
         yield spent
     finally:
+        with _open_lock:
+            _open_blocks -= 1
         _recording.reset(token)
 
 
-@contextmanager
-def phase(name: str) -> Iterator[None]:
+def recording() -> bool:
+    """True when a `record_phases` block is open in the calling thread or task.
+
+    For a loop that would otherwise open a `phase` per step: it asks once.
+    """
+    return bool(_open_blocks) and _recording.get() is not None
+
+
+def phase(name: str) -> AbstractContextManager[None]:
     """Attribute the time of the block to phase ``name`` if recording, else do nothing."""
+    if not _open_blocks:
+        return _NOTHING
     spent = _recording.get()
     if spent is None:
-        yield
-        return
+        return _NOTHING
+    return _timed(name, spent)
+
+
+@contextmanager
+def _timed(name: str, spent: dict[str, float]) -> Iterator[None]:
     start = time.perf_counter()
     try:
         yield

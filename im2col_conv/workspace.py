@@ -72,9 +72,9 @@ def _even_slices(total: int, most: int) -> list[slice]:
     # A small last slice would make matrix products too thin to run at full
     # speed. The larger slices come first, so that buffers sized for the first
     # serve every later one.
+    if total <= most:
+        return [slice(0, total)] if total else []
     count = -(-total // most)
-    if count == 0:
-        return []
     base, extra = divmod(total, count)
     sizes = [base + 1] * extra + [base] * (count - extra)
     starts = itertools.accumulate(sizes, initial=0)
@@ -187,8 +187,11 @@ class TilePlan:
 
     def __iter__(self) -> Iterator[Tile]:
         if self._chunks is not None:
-            yield from (Tile(chunk, (), (), self._geometry) for chunk in self._chunks)
-            return
+            whole = itertools.repeat(())
+            return map(Tile, self._chunks, whole, whole, itertools.repeat(self._geometry))
+        return self._bands()
+
+    def _bands(self) -> Iterator[Tile]:
         bands = _even_slices(self._grid[self.axis], self._most)
         for n in range(self._batch):
             for prefix in itertools.product(*(range(g) for g in self._grid[: self.axis])):
@@ -262,7 +265,8 @@ def plan_tiles(
     budget = _budget(workspace)
     per_sample = tile_bytes(1, grid)
     if per_sample <= budget or batch == 0 or 0 in grid:
-        return TilePlan(batch, geometry, grid, batch_chunks(batch, per_sample, workspace))
+        chunks = _even_slices(batch, max(1, budget // max(per_sample, 1)))  # batch_chunks, budget known
+        return TilePlan(batch, geometry, grid, chunks)
     for axis in range(len(grid)):
 
         def size(rows: int, axis: int = axis) -> int:
@@ -299,9 +303,12 @@ class Scratch:
         size = math.prod(shape)
         buffer = self._buffers.get(name)
         fresh = buffer is None or buffer.size < size
-        if buffer is None or fresh:
-            buffer = self._buffers[name] = np.empty(size, self.dtype)
-        view = buffer[:size].reshape(shape)
+        if fresh:
+            view = np.empty(shape, self.dtype)
+            self._buffers[name] = view.reshape(-1)
+        else:
+            assert buffer is not None
+            view = buffer[:size].reshape(shape)
         if zeroed_for is not None and (fresh or self._layouts.get(name) != (shape, zeroed_for)):
             view.fill(0)
             self._layouts[name] = (shape, zeroed_for)
