@@ -241,7 +241,7 @@ class Engine:
             and strategy.shifted(geometry, self.dtype, g, c_in, backward=True)
         ):
             return self._shifted_backward(delta, x, weight)
-        fused = strategy.fused(c_in // g)
+        fused = strategy.fused(c_in // g, self._bytes(c_in * geometry.kernel_volume * math.prod(grid)))
         w_offsets = self._offset_weights(weight) if fused else None
 
         def tile_bytes(samples: int, out: tuple[int, ...]) -> int:

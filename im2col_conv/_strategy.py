@@ -18,6 +18,7 @@ from .geometry import ConvGeometry
 
 __all__ = [
     "FUSED_MIN_CHANNELS",
+    "FUSED_MIN_SAMPLE_BYTES",
     "PER_SAMPLE_MAX_WEIGHTS",
     "PHASE_SPLIT_MIN_WINDOWS",
     "SHIFTED_MAX_WIDE",
@@ -36,6 +37,12 @@ __all__ = [
 #: before col2im reads it. With fewer channels the small products lose more
 #: than the cache gains (measured in ``benchmarks/``).
 FUSED_MIN_CHANNELS = 64
+
+#: ... and while one sample's column gradient takes at least this many bytes:
+#: a smaller one stays in cache whole, and the one tall product is faster
+#: (the 256-channel 14x14 stride-2 layer's backward: 20 against 25 ms fused;
+#: level on the 128-channel 28x28 layer, 20 % slower on the 64-channel 56x56 one).
+FUSED_MIN_SAMPLE_BYTES = 1 << 20
 
 #: The float64 forward pass runs the shifted strategy (`_shifted`:
 #: no column matrix) from this many input channels per group on: each of its
@@ -66,9 +73,12 @@ PHASE_SPLIT_MIN_WINDOWS = 32
 PER_SAMPLE_MAX_WEIGHTS = 4096
 
 
-def fused(c_in_per_group: int) -> bool:
-    """Whether the column gradient is made and added one kernel offset at a time."""
-    return c_in_per_group >= FUSED_MIN_CHANNELS
+def fused(c_in_per_group: int, sample_bytes: int) -> bool:
+    """Whether the column gradient is made and added one kernel offset at a time.
+
+    ``sample_bytes`` is the size of one sample's whole column gradient.
+    """
+    return c_in_per_group >= FUSED_MIN_CHANNELS and sample_bytes >= FUSED_MIN_SAMPLE_BYTES
 
 
 def per_sample(weights_per_group: int) -> bool:

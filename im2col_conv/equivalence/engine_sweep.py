@@ -125,7 +125,8 @@ def _special() -> Iterator[EngineCase]:
         yield EngineCase("pointwise (1x1, stride 1), N > 1", layout, layout.padding, ())
     for size, k, s, pad, g in (((4,), 2, 1, (0, 1), 1), ((5,), 3, 2, (1, 1), 1), ((3,), 2, 1, (1, 0), 2)):
         layout = Layout(size, (k,), (s,), (pad,), (1,), FUSED_CHANNELS * g, g, g)
-        yield EngineCase(f"fused column gradient (>= {FUSED_CHANNELS} channels)", layout, (pad,), ())
+        category = f"fused column gradient (>= {FUSED_CHANNELS} channels)"
+        yield EngineCase(category, layout, (pad,), (), small_strategies=True)
     # Bands wholly inside the after-padding: more padding after than the kernel spans.
     for n, k, s, after in ((2, 1, 1, 3), (3, 2, 1, 4), (2, 2, 2, 5), (1, 1, 1, 3)):
         for width in (1, 3):

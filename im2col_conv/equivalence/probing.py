@@ -236,18 +236,25 @@ def strategies_at_small_sizes() -> Iterator[None]:
     """Let the proof's small geometries take the strategies chosen by layer shape.
 
     The engine adds into the phases of a strided last axis only from
-    `PHASE_SPLIT_MIN_WINDOWS` windows on, and runs the shifted float64 forward
+    `PHASE_SPLIT_MIN_WINDOWS` windows on, runs the shifted float64 forward
     only from `SHIFTED_MIN_CHANNELS` channels per group and a wide grid of at
-    most `SHIFTED_MAX_WIDE`; explicit maps of geometries that large cost
+    most `SHIFTED_MAX_WIDE`, and fuses the column gradient with col2im only
+    for samples of `FUSED_MIN_SAMPLE_BYTES` or more; explicit maps of geometries that large cost
     minutes. Lowering the thresholds for the call sends small geometries down
     the same code (which does not depend on the thresholds' values). The
     forward's one-product-per-sample rule, which every small geometry takes,
     is switched off instead, so that these cases prove the tile-wide product
     and its transposing copy.
     """
-    names = ("PHASE_SPLIT_MIN_WINDOWS", "SHIFTED_MIN_CHANNELS", "SHIFTED_MAX_WIDE", "PER_SAMPLE_MAX_WEIGHTS")
+    names = (
+        "PHASE_SPLIT_MIN_WINDOWS",
+        "SHIFTED_MIN_CHANNELS",
+        "SHIFTED_MAX_WIDE",
+        "FUSED_MIN_SAMPLE_BYTES",
+        "PER_SAMPLE_MAX_WEIGHTS",
+    )
     saved = tuple(getattr(_strategy, name) for name in names)
-    for name, value in zip(names, (2, 2, math.inf, 0)):
+    for name, value in zip(names, (2, 2, math.inf, 0, 0)):
         setattr(_strategy, name, value)
     try:
         yield
