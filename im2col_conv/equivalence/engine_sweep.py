@@ -140,14 +140,14 @@ def _special() -> Iterator[EngineCase]:
 
 def _strategies() -> Iterator[EngineCase]:
     """The strategies chosen by layer shape, at small sizes: phase-split col2im, shifted forward."""
-    split = "phase-split col2im (stride along the last axis)"
+    split = "col2im into phases (strided axis)"
     for size, k, s, pad, dil in (((9,), 3, 2, (1, 1), 1), ((12,), 2, 3, (0, 2), 2)):
         layout = Layout(size, (k,), (s,), (pad,), (dil,), 2, 2, 1)
         yield EngineCase(split, layout, (pad,), (), small_strategies=True)
     layout = Layout((3, 8), (2, 3), (1, 2), ((1, 0), (1, 1)), (1, 1), 2, 2, 2)
     yield EngineCase(split, layout, layout.padding, (), small_strategies=True)
     float64 = tuple(path for path in DEFAULT_PATHS if path.dtype == "float64")
-    shifted = "shifted forward (float64, no column matrix)"
+    shifted = "shifted forward (float64)"
     for n, stride, pair, g in ((7, 1, (1, 1), 1), (8, 2, (1, 0), 2)):
         layout = Layout((n,), (3,), (stride,), (pair,), (1,), 2 * g, 2, g)
         yield EngineCase(shifted, layout, (pair,), float64, small_strategies=True)
