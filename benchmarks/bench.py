@@ -33,6 +33,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -238,38 +239,53 @@ def _noise(results: dict[str, Any]) -> str:
     )
 
 
+Column = tuple[str, int, Callable[[dict[str, Any]], str]]
+
+
+def _cell(key: str, fmt: str) -> Callable[[dict[str, Any]], str]:
+    """A column's cell: ``row[key]`` formatted, or ``-`` when the row lacks it."""
+    return lambda row: format(row[key], fmt) if key in row else "-"
+
+
+def _peak_mib(row: dict[str, Any]) -> str:
+    return f"{max(row['forward_peak_bytes'], row['backward_peak_bytes']) / 2**20:.1f}"
+
+
+def _render(columns: list[Column], rows: list[dict[str, Any]]) -> list[str]:
+    """A header, a rule and one right-aligned line per row."""
+    header = " ".join(f"{name:>{width}}" for name, width, _ in columns)
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        lines.append(" ".join(f"{cell(row):>{width}}" for _, width, cell in columns))
+    return lines
+
+
 def format_table(results: dict[str, Any]) -> str:
     """One line per layer and dtype; times in ms, ratios unitless, memory in MiB."""
 
-    def get(key: str, fmt: str) -> Any:
-        return lambda r: format(r[key], fmt) if key in r else "-"
-
-    columns = [
+    columns: list[Column] = [
         ("dtype", 7, lambda r: r["dtype"]),
         ("N,Cin,H,W,Cout,k,s,p", 24, lambda r: ",".join(map(str, r["shape"]))),
-        ("fwd", 7, get("forward_ms", ".1f")),
-        ("bwd", 7, get("backward_ms", ".1f")),
-        ("roof f", 6, get("forward_roofline", ".2f")),
-        ("roof b", 6, get("backward_roofline", ".2f")),
-        ("text f", 7, get("textbook_forward_ms", ".1f")),
-        ("text b", 7, get("textbook_backward_ms", ".1f")),
-        ("xtxt f", 6, get("forward_speedup_textbook", ".2f")),
-        ("xtxt b", 6, get("backward_speedup_textbook", ".2f")),
-        ("torch f", 7, get("torch_forward_ms", ".1f")),
-        ("torch b", 7, get("torch_backward_ms", ".1f")),
-        ("/t f", 5, get("forward_vs_torch", ".2f")),
-        ("/t b", 5, get("backward_vs_torch", ".2f")),
-        ("/t f+b", 6, get("total_vs_torch", ".2f")),
-        ("t roof", 6, get("torch_roofline", ".2f")),
-        ("gemm/t", 6, get("gemm_floor_vs_torch", ".2f")),
-        ("t sprd", 6, get("torch_spread", ".2f")),
-        ("peak", 6, lambda r: f"{max(r['forward_peak_bytes'], r['backward_peak_bytes']) / 2**20:.1f}"),
+        ("fwd", 7, _cell("forward_ms", ".1f")),
+        ("bwd", 7, _cell("backward_ms", ".1f")),
+        ("roof f", 6, _cell("forward_roofline", ".2f")),
+        ("roof b", 6, _cell("backward_roofline", ".2f")),
+        ("text f", 7, _cell("textbook_forward_ms", ".1f")),
+        ("text b", 7, _cell("textbook_backward_ms", ".1f")),
+        ("xtxt f", 6, _cell("forward_speedup_textbook", ".2f")),
+        ("xtxt b", 6, _cell("backward_speedup_textbook", ".2f")),
+        ("torch f", 7, _cell("torch_forward_ms", ".1f")),
+        ("torch b", 7, _cell("torch_backward_ms", ".1f")),
+        ("/t f", 5, _cell("forward_vs_torch", ".2f")),
+        ("/t b", 5, _cell("backward_vs_torch", ".2f")),
+        ("/t f+b", 6, _cell("total_vs_torch", ".2f")),
+        ("t roof", 6, _cell("torch_roofline", ".2f")),
+        ("gemm/t", 6, _cell("gemm_floor_vs_torch", ".2f")),
+        ("t sprd", 6, _cell("torch_spread", ".2f")),
+        ("peak", 6, _peak_mib),
         ("cols", 6, lambda r: f"{r['column_matrix_bytes'] / 2**20:.1f}"),
     ]
-    header = " ".join(f"{name:>{width}}" for name, width, _ in columns)
-    lines = [header, "-" * len(header)]
-    for row in results["rows"]:
-        lines.append(" ".join(f"{cell(row):>{width}}" for _, width, cell in columns))
+    lines = _render(columns, results["rows"])
     rates = ", ".join(f"{d} {g:.0f}" for d, g in results["gemm_gflops"].items())
     lines.append(f"large-GEMM rate (GFLOP/s): {rates}; min of {results['rounds']} rounds' medians")
     lines.append(_noise(results))
@@ -287,32 +303,26 @@ def format_table(results: dict[str, Any]) -> str:
 def format_pool_table(results: dict[str, Any]) -> str:
     """One line per pooling shape and dtype; times in ms, ratios unitless, memory in MiB."""
 
-    def get(key: str, fmt: str) -> Any:
-        return lambda r: format(r[key], fmt) if key in r else "-"
-
-    columns = [
+    columns: list[Column] = [
         ("dtype", 7, lambda r: r["dtype"]),
         ("pool", 4, lambda r: r["kind"]),
         ("N,C,H,W", 16, lambda r: ",".join(map(str, r["shape"]))),
         ("k,s,p", 7, lambda r: f"{r['kernel']},{r['stride']},{r['padding']}"),
-        ("fwd", 7, get("forward_ms", ".1f")),
-        ("bwd", 7, get("backward_ms", ".1f")),
-        ("fn f", 7, get("function_forward_ms", ".1f")),
-        ("fn b", 7, get("function_backward_ms", ".1f")),
-        ("text f", 7, get("textbook_forward_ms", ".1f")),
-        ("text b", 7, get("textbook_backward_ms", ".1f")),
-        ("xtxt", 5, get("speedup_textbook", ".2f")),
-        ("torch f", 7, get("torch_forward_ms", ".1f")),
-        ("torch b", 7, get("torch_backward_ms", ".1f")),
-        ("/t f+b", 6, get("total_vs_torch", ".2f")),
-        ("t sprd", 6, get("torch_spread", ".2f")),
-        ("peak", 6, lambda r: f"{max(r['forward_peak_bytes'], r['backward_peak_bytes']) / 2**20:.1f}"),
+        ("fwd", 7, _cell("forward_ms", ".1f")),
+        ("bwd", 7, _cell("backward_ms", ".1f")),
+        ("fn f", 7, _cell("function_forward_ms", ".1f")),
+        ("fn b", 7, _cell("function_backward_ms", ".1f")),
+        ("text f", 7, _cell("textbook_forward_ms", ".1f")),
+        ("text b", 7, _cell("textbook_backward_ms", ".1f")),
+        ("xtxt", 5, _cell("speedup_textbook", ".2f")),
+        ("torch f", 7, _cell("torch_forward_ms", ".1f")),
+        ("torch b", 7, _cell("torch_backward_ms", ".1f")),
+        ("/t f+b", 6, _cell("total_vs_torch", ".2f")),
+        ("t sprd", 6, _cell("torch_spread", ".2f")),
+        ("peak", 6, _peak_mib),
         ("input", 6, lambda r: f"{r['input_bytes'] / 2**20:.1f}"),
     ]
-    header = " ".join(f"{name:>{width}}" for name, width, _ in columns)
-    lines = [header, "-" * len(header)]
-    for row in results["pool_rows"]:
-        lines.append(" ".join(f"{cell(row):>{width}}" for _, width, cell in columns))
+    lines = _render(columns, results["pool_rows"])
     lines.append(
         "pooling fwd/bwd: MaxPool layer (winners kept) or avg_pool/avg_pool_backward; fn f/fn b: "
         "max_pool without indices, max_pool_backward finding the winners again; text: the textbook "

@@ -230,6 +230,11 @@ def run_library(
         import torch
 
         torch.set_num_threads(THREADS)
+    if library == "im2col_conv":
+        time_conv: Callable[..., dict[str, Any]] = lambda *a: _engine(*a, extras)  # noqa: E731
+        time_pool: Callable[..., dict[str, Any]] = lambda *a: _engine_pool(*a, extras)  # noqa: E731
+    else:
+        time_conv, time_pool = (_textbook, _textbook_pool) if library == "textbook" else (_torch, _torch_pool)
     rows = []
     pool_rows = []
     rates = {}
@@ -238,20 +243,10 @@ def run_library(
             dtype = np.dtype(name)
             rates[name] = gemm_rate(dtype, repeats)
             for shape in shapes:
-                if library == "im2col_conv":
-                    row = _engine(shape, dtype, repeats, extras)
-                elif library == "textbook":
-                    row = _textbook(shape, dtype, repeats)
-                else:
-                    row = _torch(shape, dtype, repeats)
+                row = time_conv(shape, dtype, repeats)
                 rows.append({"shape": list(shape), "dtype": name, **row})
             for pool_shape in pool_shapes:
-                if library == "im2col_conv":
-                    row = _engine_pool(pool_shape, dtype, repeats, extras)
-                elif library == "textbook":
-                    row = _textbook_pool(pool_shape, dtype, repeats)
-                else:
-                    row = _torch_pool(pool_shape, dtype, repeats)
+                row = time_pool(pool_shape, dtype, repeats)
                 kind, size, k, s, p = pool_shape
                 key = {"kind": kind, "shape": list(size), "kernel": k, "stride": s, "padding": p}
                 pool_rows.append({**key, "dtype": name, **row})

@@ -168,9 +168,10 @@ def _by_window(tile: Tile) -> bool:
     return tile.whole and tile.geometry.output_volume < tile.geometry.kernel_volume
 
 
-def _single_box(geometry: ConvGeometry, spatial: tuple[int, ...]) -> tuple[int, ...] | None:
+def _single_box(
+    boxes: list[tuple[tuple[int, ...], tuple[slice, ...]]], spatial: tuple[int, ...]
+) -> tuple[int, ...] | None:
     """The one window's output position when one window reads the whole input, else None."""
-    boxes = window_boxes(geometry)
     if len(boxes) != 1:
         return None
     position, inputs = boxes[0]
@@ -181,28 +182,30 @@ def _single_box(geometry: ConvGeometry, spatial: tuple[int, ...]) -> tuple[int, 
 def _sum_windows(x: NDArray[Any], y: NDArray[Any], geometry: ConvGeometry) -> None:
     """``y`` = the sum of every (undilated) window, one window at a time."""
     spatial = tuple(range(2, 2 + geometry.ndim))
+    boxes = window_boxes(geometry)
     with phase("reduction"):
-        if x.dtype == y.dtype and y.dtype.kind in "fc" and _single_box(geometry, x.shape[2:]) is not None:
+        if x.dtype == y.dtype and y.dtype.kind in "fc" and _single_box(boxes, x.shape[2:]) is not None:
             # Global pooling: one BLAS matrix-vector product sums every (sample, channel) row in a
             # single pass, where NumPy's pairwise sum over rows of a few dozen elements is 3x slower.
             rows = x.reshape(x.shape[0] * x.shape[1], -1)
             y[...] = np.matmul(rows, np.ones(rows.shape[1], y.dtype)).reshape(y.shape)
             return
-        for position, inputs in window_boxes(geometry):
+        for position, inputs in boxes:
             np.sum(x[_EVERY + inputs], axis=spatial, dtype=y.dtype, out=y[_EVERY + position])
 
 
 def _spread_windows(g: NDArray[Any], grad_x: NDArray[Any], geometry: ConvGeometry) -> None:
     """col2im a window at a time: every window's gradient added over the input box it read."""
     broadcast = (np.newaxis,) * geometry.ndim
-    whole = _single_box(geometry, grad_x.shape[2:])
+    boxes = window_boxes(geometry)
+    whole = _single_box(boxes, grad_x.shape[2:])
     with phase("col2im"):
         if whole is not None:
             # One window reads every position once: its gradient is written, with no zeros to add to.
             np.copyto(grad_x, g[_EVERY + whole + broadcast])
             return
         grad_x.fill(0)
-        for position, inputs in window_boxes(geometry):
+        for position, inputs in boxes:
             grad_x[_EVERY + inputs] += g[_EVERY + position + broadcast]
 
 

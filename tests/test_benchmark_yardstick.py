@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -52,3 +54,16 @@ def test_textbook_pooling_matches_the_library(k, stride, padding):
     np.testing.assert_allclose(mean, ic.avg_pool(x, k, stride, padding), rtol=1e-14)
     got = textbook.textbook_avg_pool_backward(gy, x.shape, k, stride, padding)
     np.testing.assert_allclose(got, ic.avg_pool_backward(gy, x.shape, k, stride, padding), rtol=1e-14)
+
+
+def test_committed_results_render_to_the_committed_table():
+    """``bench.py --show`` on the published JSON prints the published console table."""
+    results = _PATH.parent / "results"
+    done = subprocess.run(
+        [sys.executable, str(_PATH.parent / "bench.py"), "--show", str(results / "latest.json")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (results / "latest.txt").read_text()
