@@ -169,6 +169,8 @@ def _derive(row: dict[str, Any], rate: float) -> None:
         forward_speedup_textbook=row["textbook_forward_ms"] / row["forward_ms"],
         backward_speedup_textbook=row["textbook_backward_ms"] / row["backward_ms"],
     )
+    if "step_ms" in row:
+        row["step_over_passes"] = row["step_ms"] / (row["forward_ms"] + row["backward_ms"])
     if "forward_gemm_only_ms" in row:
         row["shape_gemm_roofline"] = row["forward_gemm_only_ms"] / ideal_ms
     if "backward_gemm_only_ms" in row and "torch_forward_ms" in row:
@@ -279,6 +281,7 @@ def format_table(results: dict[str, Any]) -> str:
         ("/t f", 5, _cell("forward_vs_torch", ".2f")),
         ("/t b", 5, _cell("backward_vs_torch", ".2f")),
         ("/t f+b", 6, _cell("total_vs_torch", ".2f")),
+        ("step", 5, _cell("step_over_passes", ".2f")),
         ("t roof", 6, _cell("torch_roofline", ".2f")),
         ("gemm/t", 6, _cell("gemm_floor_vs_torch", ".2f")),
         ("t sprd", 6, _cell("torch_spread", ".2f")),
@@ -292,7 +295,8 @@ def format_table(results: dict[str, Any]) -> str:
     lines.append(
         "fwd/bwd: conv / conv_backward (ms); roof: time over the large-GEMM time of the same FLOPs; "
         "text: the textbook method (ms); xtxt: its time over ours (speed-up); torch: PyTorch (ms); "
-        "/t: our time over PyTorch's; t roof: PyTorch's own roofline ratio (f+b); t sprd: slowest "
+        "/t: our time over PyTorch's; step: a forward then a backward, back to back, over fwd + bwd "
+        "(above 1: one pass slows the other down); t roof: PyTorch's own roofline ratio (f+b); t sprd: slowest "
         "over fastest round of PyTorch; gemm/t: the three matrix products alone (whole-batch columns, no "
         "lowering or col2im) over PyTorch's f+b, a floor for any im2col method; peak: temporary MiB "
         "of a call; cols: the column matrix it avoided"

@@ -3,8 +3,8 @@
 The public functions check their arguments and hand plain arrays to an
 `Engine`, which holds what every loop of one call shares: the
 geometry, the groups, the dtype, the workspace and the scratch buffers.
-Two strategies: im2col *columns*, and for the float64 forward pass of wide
-layers the *shifted* one of `im2col_conv._shifted`.
+Two strategies: im2col *columns*, the default, and the *shifted* one of
+`im2col_conv._shifted`, taken when `im2col_conv._strategy.STRATEGY` asks.
 
 Layout. Within a tile of ``nb`` samples the columns are stored as
 ``(groups, C_in/groups * prod(kernel), nb * L)``: the batch sits inside the
@@ -135,7 +135,7 @@ class Engine:
         if geometry.is_pointwise and not keep_columns:
             return _pointwise.forward(x, w, self.dtype, self.workspace), None
         y = np.empty((n, c_out, *geometry.output_size), self.dtype)
-        if not keep_columns and strategy.shifted(geometry, self.dtype, self.groups, c_in, backward=False):
+        if not keep_columns and strategy.shifted():
             shifted_bytes = _shifted.tile_bytes(geometry, c_in, c_out, self.dtype.itemsize, backward=False)
             tiles = plan_tiles(n, geometry, shifted_bytes, self.workspace)
             _shifted.convolve(x, self._offset_weights(weight).swapaxes(2, 3), y, tiles, self.scratch)
@@ -235,11 +235,7 @@ class Engine:
         if geometry.is_pointwise and grid == geometry.output_size:
             # x is its own column matrix here, so kept columns have nothing to save.
             return _pointwise.backward(delta, x, w, self.dtype, self.workspace)
-        if (
-            columns is None
-            and grid == geometry.output_size
-            and strategy.shifted(geometry, self.dtype, g, c_in, backward=True)
-        ):
+        if columns is None and grid == geometry.output_size and strategy.shifted():
             return self._shifted_backward(delta, x, weight)
         fused = strategy.fused(c_in // g, self._bytes(c_in * geometry.kernel_volume * math.prod(grid)))
         w_offsets = self._offset_weights(weight) if fused else None

@@ -19,8 +19,8 @@ extra positions are never read back, and in the backward pass the output
 gradient is zero there, so they add nothing.
 
 Every product reads and writes Fortran-ordered views, which SciPy's BLAS
-wrappers take without a copy; dtypes without BLAS use ``np.matmul`` and
-``+=`` in the same order, which keeps integers exact.
+wrappers take without a copy (`im2col_conv._products.gemm`); dtypes without
+BLAS use ``np.matmul`` and ``+=`` in the same order, which keeps integers exact.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ._products import gemm
 from .geometry import ConvGeometry
 from .profiling import phase
 
@@ -41,47 +42,11 @@ __all__ = [
     "backward_tile",
     "convolve",
     "forward_tile",
-    "gemm",
     "gradients",
-    "has_blas",
     "tile_bytes",
 ]
 
 _EVERY = (slice(None), slice(None))
-
-try:
-    from scipy.linalg import blas as _blas
-except ImportError:  # pragma: no cover - SciPy is a dependency
-    _blas = None
-
-_GEMM = {} if _blas is None else {np.dtype(np.float32): _blas.sgemm, np.dtype(np.float64): _blas.dgemm}
-
-
-def gemm(
-    a: NDArray[Any],
-    b: NDArray[Any],
-    c: NDArray[Any],
-    *,
-    accumulate: bool,
-    trans_a: bool = False,
-    trans_b: bool = False,
-) -> None:
-    """``c = [c +] op(a) @ op(b)`` in place; ``c`` Fortran-ordered, ``op`` a transpose when asked."""
-    routine = _GEMM.get(c.dtype)
-    with phase("matmul"):
-        if routine is not None and c.flags.f_contiguous:
-            routine(1.0, a, b, 1.0 if accumulate else 0.0, c, int(trans_a), int(trans_b), 1)
-            return
-        product = np.matmul(a.T if trans_a else a, b.T if trans_b else b)
-        if accumulate:
-            c += product
-        else:
-            np.copyto(c, product)
-
-
-def has_blas(dtype: np.dtype[Any]) -> bool:
-    """True when products of ``dtype`` can accumulate inside BLAS."""
-    return np.dtype(dtype) in _GEMM
 
 
 class ShiftedLayout:

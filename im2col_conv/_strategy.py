@@ -1,4 +1,4 @@
-"""Which strategy each pass of a layer takes, by the layer's shape and dtype.
+"""Which strategy each pass of a layer takes, by the layer's shape.
 
 Every strategy computes the same sums (the tests and the equivalence proof
 check each one); the rules below only pick the fastest for a shape, as
@@ -9,11 +9,6 @@ them and send small geometries down every path.
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-
-from ._shifted import ShiftedLayout
 from .geometry import ConvGeometry
 
 __all__ = [
@@ -21,8 +16,6 @@ __all__ = [
     "FUSED_MIN_SAMPLE_BYTES",
     "PER_SAMPLE_MAX_WEIGHTS",
     "PHASE_SPLIT_MIN_WINDOWS",
-    "SHIFTED_MAX_WIDE",
-    "SHIFTED_MIN_CHANNELS",
     "STRATEGY",
     "fused",
     "per_sample",
@@ -44,19 +37,13 @@ FUSED_MIN_CHANNELS = 64
 #: level on the 128-channel 28x28 layer, 20 % slower on the 64-channel 56x56 one).
 FUSED_MIN_SAMPLE_BYTES = 1 << 20
 
-#: The float64 forward pass runs the shifted strategy (`_shifted`:
-#: no column matrix) from this many input channels per group on: each of its
-#: products has only ``C_in/groups`` as inner dimension, too thin below it.
-#: In float32, and in every backward pass, the columns measured faster
-#: (``docs/performance.md``).
-SHIFTED_MIN_CHANNELS = 16
-
-#: ... and while its wide grid has at most this many positions per output position.
-SHIFTED_MAX_WIDE = 1.25
-
-#: ``"auto"`` chooses per layer and pass by the rules above; ``"shifted"`` and
-#: ``"columns"`` force one strategy wherever it applies (for tests and benchmarks).
-STRATEGY = "auto"
+#: ``"columns"`` (the default) runs every pass that is not a 1x1 one with im2col
+#: columns, by the rules below; ``"shifted"`` runs them with the shifted
+#: strategy of `im2col_conv._shifted` (for tests, the equivalence proof and
+#: benchmarks). The shifted strategy is not chosen by shape: its products
+#: accumulate inside SciPy's BLAS, whose thread pool and NumPy's slow each other
+#: down when a layer's products alternate between them (`im2col_conv._products`).
+STRATEGY = "columns"
 
 #: The col2im of a layer strided along its last axis adds into that axis's
 #: phases (`_polyphase`: contiguous additions, one strided pass back) from this
@@ -91,13 +78,6 @@ def phase_split(geometry: ConvGeometry, grid: tuple[int, ...]) -> bool:
     return geometry.stride[-1] > 1 and grid[-1] >= PHASE_SPLIT_MIN_WINDOWS and grid == geometry.output_size
 
 
-def shifted(geometry: ConvGeometry, dtype: np.dtype[Any], groups: int, c_in: int, *, backward: bool) -> bool:
-    """Whether a pass runs the shifted strategy instead of im2col columns."""
-    if STRATEGY != "auto" or geometry.is_pointwise:
-        return STRATEGY == "shifted"
-    return (
-        not backward
-        and dtype == np.float64
-        and c_in // groups >= SHIFTED_MIN_CHANNELS
-        and ShiftedLayout.wide_ratio(geometry) <= SHIFTED_MAX_WIDE
-    )
+def shifted() -> bool:
+    """Whether the passes of a layer with a kernel larger than 1x1 run the shifted strategy."""
+    return STRATEGY == "shifted"

@@ -14,7 +14,6 @@ from oracles import loop_conv, loop_conv_grads, resolve_padding
 import im2col_conv as ic
 from im2col_conv import _strategy
 from im2col_conv import workspace as ws
-from im2col_conv.geometry import ConvGeometry
 
 GEOMETRIES = [
     # (spatial, kernel, stride, padding, dilation, groups)
@@ -82,17 +81,21 @@ def test_shifted_matches_the_loop_oracle(geometry, monkeypatch):
     assert np.array_equal(grads.weight, want_w)
 
 
-def test_auto_rule_picks_shifted_only_for_the_forward_of_wide_float64_layers():
-    wide = ConvGeometry.create((56, 56), (3, 3), 1, 1)
-    assert _strategy.shifted(wide, np.dtype(np.float64), 1, 64, backward=False)
-    assert not _strategy.shifted(wide, np.dtype(np.float64), 1, 64, backward=True)
-    assert not _strategy.shifted(wide, np.dtype(np.float32), 1, 64, backward=False)
-    assert not _strategy.shifted(wide, np.dtype(np.int64), 1, 64, backward=False)
-    assert not _strategy.shifted(wide, np.dtype(np.float64), 1, 3, backward=False)
-    strided = ConvGeometry.create((14, 14), (3, 3), 2, 1)  # 64 wide positions for 49 outputs
-    assert not _strategy.shifted(strided, np.dtype(np.float64), 1, 256, backward=False)
-    pointwise = ConvGeometry.create((8, 8), (1, 1))
-    assert not _strategy.shifted(pointwise, np.dtype(np.float64), 1, 64, backward=False)
+def test_the_default_never_mixes_blas_libraries(monkeypatch):
+    """Without a request, no product goes to SciPy's BLAS, whatever the layer."""
+    from im2col_conv import _products
+
+    calls = []
+    monkeypatch.setattr(_products, "_GEMM", {dtype: lambda *a: calls.append(a) for dtype in _products._GEMM})
+    rng = np.random.default_rng(5)
+    for dtype in (np.float32, np.float64):
+        x = rng.standard_normal((2, 32, 10, 10)).astype(dtype)
+        w = rng.standard_normal((32, 32, 3, 3)).astype(dtype)
+        y = ic.conv(x, w, padding=1)
+        ic.conv_backward(y, x, w, padding=1)
+        ic.conv_transpose(y, w, padding=1)
+    assert calls == []
+    assert not _strategy.shifted()
 
 
 @pytest.mark.parametrize("call", ["conv", "conv_backward"])

@@ -10,7 +10,7 @@
 Integer operands make every sum exact, so results must equal the plain-loop
 oracle's bit for bit, whole samples or bands of rows, with or without
 padding and dilation, and for the transposed convolution built on the same
-col2im. (The shifted forward has its own file, ``test_shifted.py``.)
+col2im. (The shifted strategy has its own file, ``test_shifted.py``.)
 """
 
 from __future__ import annotations

@@ -45,6 +45,8 @@ class EngineCase:
     small_strategies : bool
         Prove it with the thresholds of the shape-chosen strategies lowered
         (`strategies_at_small_sizes`), so that it takes them.
+    shifted : bool
+        Prove it with every pass on the shifted strategy.
     """
 
     category: str
@@ -52,12 +54,13 @@ class EngineCase:
     padding: PaddingLike
     paths: tuple[EnginePath, ...]
     small_strategies: bool = False
+    shifted: bool = False
 
     def prove(self) -> Proof:
         """Run `prove_engine` on this case."""
-        if not self.small_strategies:
+        if not (self.small_strategies or self.shifted):
             return prove_engine(self.layout, self.padding, self.paths)
-        with strategies_at_small_sizes():
+        with strategies_at_small_sizes(shifted=self.shifted):
             return prove_engine(self.layout, self.padding, self.paths)
 
 
@@ -139,20 +142,19 @@ def _special() -> Iterator[EngineCase]:
 
 
 def _strategies() -> Iterator[EngineCase]:
-    """The strategies chosen by layer shape, at small sizes: phase-split col2im, shifted forward."""
+    """The strategies chosen by layer shape, at small sizes (phase-split col2im), and the shifted one."""
     split = "col2im into phases (strided axis)"
     for size, k, s, pad, dil in (((9,), 3, 2, (1, 1), 1), ((12,), 2, 3, (0, 2), 2)):
         layout = Layout(size, (k,), (s,), (pad,), (dil,), 2, 2, 1)
         yield EngineCase(split, layout, (pad,), (), small_strategies=True)
     layout = Layout((3, 8), (2, 3), (1, 2), ((1, 0), (1, 1)), (1, 1), 2, 2, 2)
     yield EngineCase(split, layout, layout.padding, (), small_strategies=True)
-    float64 = tuple(path for path in DEFAULT_PATHS if path.dtype == "float64")
-    shifted = "shifted forward (float64)"
+    shifted = "shifted strategy (on request)"
     for n, stride, pair, g in ((7, 1, (1, 1), 1), (8, 2, (1, 0), 2)):
         layout = Layout((n,), (3,), (stride,), (pair,), (1,), 2 * g, 2, g)
-        yield EngineCase(shifted, layout, (pair,), float64, small_strategies=True)
+        yield EngineCase(shifted, layout, (pair,), DEFAULT_PATHS, shifted=True)
     layout = Layout((3, 4), (2, 2), (1, 2), ((0, 1), (1, 1)), (1, 1), 2, 3, 1)
-    yield EngineCase(shifted, layout, layout.padding, float64, small_strategies=True)
+    yield EngineCase(shifted, layout, layout.padding, DEFAULT_PATHS, shifted=True)
 
 
 def default_cases() -> list[EngineCase]:
@@ -165,11 +167,11 @@ def default_cases() -> list[EngineCase]:
         five paddings, five channel settings), ``"same"`` padding, random
         2-D and 3-D geometries, pointwise kernels with several samples, the
         fused column gradient, row bands lying in the after-padding, and the
-        strategies chosen by layer shape (phase-split col2im, the shifted
-        float64 forward). Each is proved at int64 with the default workspace
-        and on one of the tiled paths (workspace 1 byte, a few samples or rows
-        per tile in float64, complex128) in turn; the shifted cases on both
-        float64 paths.
+        strategies chosen by layer shape (phase-split col2im), and the shifted
+        strategy, which runs only on request. Each is proved at int64 with the
+        default workspace and on one of the tiled paths (workspace 1 byte, a
+        few samples or rows per tile in float64, complex128) in turn; the
+        shifted cases on every path.
 
     Examples
     --------
@@ -178,7 +180,7 @@ def default_cases() -> list[EngineCase]:
     """
     cases = [*_one_d(), *_same(), *_multi_d(80, 2, 11), *_multi_d(20, 3, 13), *_special(), *_strategies()]
     return [
-        EngineCase(c.category, c.layout, c.padding, c.paths or _paths(i), c.small_strategies)
+        EngineCase(c.category, c.layout, c.padding, c.paths or _paths(i), c.small_strategies, c.shifted)
         for i, c in enumerate(cases)
     ]
 

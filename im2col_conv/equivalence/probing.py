@@ -232,32 +232,30 @@ def tiles_as_small_as(space: int | None) -> Iterator[None]:
 
 
 @contextmanager
-def strategies_at_small_sizes() -> Iterator[None]:
+def strategies_at_small_sizes(*, shifted: bool = False) -> Iterator[None]:
     """Let the proof's small geometries take the strategies chosen by layer shape.
 
     The engine adds into the phases of a strided last axis only from
-    `PHASE_SPLIT_MIN_WINDOWS` windows on, runs the shifted float64 forward
-    only from `SHIFTED_MIN_CHANNELS` channels per group and a wide grid of at
-    most `SHIFTED_MAX_WIDE`, and fuses the column gradient with col2im only
-    for samples of `FUSED_MIN_SAMPLE_BYTES` or more; explicit maps of geometries that large cost
-    minutes. Lowering the thresholds for the call sends small geometries down
-    the same code (which does not depend on the thresholds' values). The
-    forward's one-product-per-sample rule, which every small geometry takes,
-    is switched off instead, so that these cases prove the tile-wide product
-    and its transposing copy.
+    `PHASE_SPLIT_MIN_WINDOWS` windows on and fuses the column gradient with
+    col2im only for samples of `FUSED_MIN_SAMPLE_BYTES` or more; explicit
+    maps of geometries that large cost minutes. Lowering the thresholds for
+    the call sends small geometries down the same code (which does not depend
+    on the thresholds' values). The forward's one-product-per-sample rule,
+    which every small geometry takes, is switched off instead, so that these
+    cases prove the tile-wide product and its transposing copy. With
+    ``shifted``, every pass takes the shifted strategy instead of columns.
     """
-    names = (
-        "PHASE_SPLIT_MIN_WINDOWS",
-        "SHIFTED_MIN_CHANNELS",
-        "SHIFTED_MAX_WIDE",
-        "FUSED_MIN_SAMPLE_BYTES",
-        "PER_SAMPLE_MAX_WEIGHTS",
-    )
-    saved = tuple(getattr(_strategy, name) for name in names)
-    for name, value in zip(names, (2, 2, math.inf, 0, 0)):
+    settings = {
+        "PHASE_SPLIT_MIN_WINDOWS": 2,
+        "FUSED_MIN_SAMPLE_BYTES": 0,
+        "PER_SAMPLE_MAX_WEIGHTS": 0,
+        "STRATEGY": "shifted" if shifted else _strategy.STRATEGY,
+    }
+    saved = {name: getattr(_strategy, name) for name in settings}
+    for name, value in settings.items():
         setattr(_strategy, name, value)
     try:
         yield
     finally:
-        for name, value in zip(names, saved):
+        for name, value in saved.items():
             setattr(_strategy, name, value)
