@@ -85,8 +85,8 @@ def markdown_table(results: dict[str, Any]) -> str:
     lines = [
         "| dtype | layer (N, C_in, H, W, C_out, k, s, p) | forward ms | backward ms | roofline f / b "
         "| textbook f / b ms | speed-up over textbook f / b | PyTorch f / b ms | ours / PyTorch f / b / f+b "
-        "| PyTorch roofline | products alone / PyTorch | peak MiB / columns MiB |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| step / passes | PyTorch roofline | products alone / PyTorch | peak MiB / columns MiB |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
 
     def pair(row: dict[str, Any], a: str, b: str, fmt: str) -> str:
@@ -100,13 +100,14 @@ def markdown_table(results: dict[str, Any]) -> str:
             ratio = " / ".join(f"{part:.2f}" for part in parts)
         roof = f"{row['torch_roofline']:.2f}" if "torch_roofline" in row else "-"
         floor = f"{row['gemm_floor_vs_torch']:.2f}" if "gemm_floor_vs_torch" in row else "-"
+        step = f"{row['step_over_passes']:.2f}" if "step_over_passes" in row else "-"
         peak = max(row["forward_peak_bytes"], row["backward_peak_bytes"]) / 2**20
         lines.append(
             f"| {row['dtype']} | {', '.join(map(str, row['shape']))} | {row['forward_ms']:.1f} "
             f"| {row['backward_ms']:.1f} | {row['forward_roofline']:.2f} / {row['backward_roofline']:.2f} "
             f"| {pair(row, 'textbook_forward_ms', 'textbook_backward_ms', '.1f')} "
             f"| {pair(row, 'forward_speedup_textbook', 'backward_speedup_textbook', '.2f')} "
-            f"| {torch} | {ratio} | {roof} | {floor} "
+            f"| {torch} | {ratio} | {step} | {roof} | {floor} "
             f"| {peak:.1f} / {row['column_matrix_bytes'] / 2**20:.1f} |"
         )
     return "\n".join(lines)

@@ -13,13 +13,16 @@ This module owns that decision: the budget (`DEFAULT_WORKSPACE`,
 `MIN_TILE_BYTES`), the
 plan ([`plan_tiles`][im2col_conv.workspace.plan_tiles],
 [`batch_chunks`][im2col_conv.workspace.batch_chunks], [`Tile`][im2col_conv.workspace.Tile]) and the
-buffers a plan's tiles share ([`Scratch`][im2col_conv.workspace.Scratch]).
+buffers a plan's tiles share ([`Scratch`][im2col_conv.workspace.Scratch]), which each
+thread keeps for its next call up to `KEEP_BYTES`
+([`release_scratch`][im2col_conv.workspace.release_scratch] frees them).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -31,6 +34,7 @@ from .geometry import ConvGeometry
 __all__ = [
     "CACHE_BYTES",
     "DEFAULT_WORKSPACE",
+    "KEEP_BYTES",
     "MIN_TILE_BYTES",
     "RESERVED_BYTES",
     "Scratch",
@@ -38,6 +42,7 @@ __all__ = [
     "TilePlan",
     "batch_chunks",
     "plan_tiles",
+    "release_scratch",
 ]
 
 #: Default bound on the temporary memory of one call, in bytes (64 MiB).
@@ -278,8 +283,44 @@ def plan_tiles(
     return TilePlan(batch, geometry, grid, None, axis, most)
 
 
+#: Bytes of scratch buffers a thread keeps from one call for the next
+#: (32 MiB): enough for one call at the default budget in two dtypes. A
+#: training loop alternates forward and backward calls whose buffers differ
+#: in size; freed, they go back to the operating system and the next call
+#: faults its pages in again, which tripled the time of a training step of
+#: the MNIST layer (``docs/performance.md``). `release_scratch` frees them.
+KEEP_BYTES = 32 << 20
+
+_kept = threading.local()
+
+
+def _kept_sets() -> dict[np.dtype[Any], tuple[dict[str, NDArray[Any]], dict[str, object]]]:
+    sets: dict[np.dtype[Any], tuple[dict[str, NDArray[Any]], dict[str, object]]] | None
+    sets = getattr(_kept, "sets", None)
+    if sets is None:
+        sets = _kept.sets = {}
+    return sets
+
+
+def release_scratch() -> None:
+    """Free the scratch buffers this thread keeps between calls.
+
+    Each thread keeps the temporary buffers of its last calls, up to
+    `KEEP_BYTES`, so that the next call with the same shapes does not fault
+    fresh memory in; this gives that memory back.
+    """
+    _kept_sets().clear()
+
+
 class Scratch:
     """Flat buffers reused by every tile of one call; later tiles may be smaller.
+
+    A new `Scratch` takes over the buffers its thread kept from an earlier
+    one of the same dtype, and hands its own back when it is dropped (at the
+    end of the call), so that alternating calls reuse warm memory. Buffers
+    are only ever held by one `Scratch` at a time, so two alive at once never
+    share memory; results are never scratch, so nothing a call returns can
+    change later.
 
     Parameters
     ----------
@@ -288,9 +329,25 @@ class Scratch:
     """
 
     def __init__(self, dtype: np.dtype[Any]) -> None:
-        self.dtype = dtype
-        self._buffers: dict[str, NDArray[Any]] = {}
-        self._layouts: dict[str, object] = {}
+        self.dtype = np.dtype(dtype)
+        self._buffers: dict[str, NDArray[Any]]
+        self._layouts: dict[str, object]
+        self._buffers, self._layouts = _kept_sets().pop(self.dtype, ({}, {}))
+
+    def __del__(self) -> None:
+        buffers = getattr(self, "_buffers", None)
+        if not buffers:
+            return
+        try:
+            sets = _kept_sets()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            return
+        if self.dtype in sets:
+            return  # another Scratch of this dtype, dropped first, kept its own
+        size = sum(b.nbytes for b in buffers.values())
+        held = sum(b.nbytes for kept, _ in sets.values() for b in kept.values())
+        if held + size <= KEEP_BYTES:
+            sets[self.dtype] = (buffers, self._layouts)
 
     def get(self, name: str, shape: tuple[int, ...], *, zeroed_for: object = None) -> NDArray[Any]:
         """A ``shape`` view of buffer ``name``.
@@ -309,7 +366,9 @@ class Scratch:
         else:
             assert buffer is not None
             view = buffer[:size].reshape(shape)
-        if zeroed_for is not None and (fresh or self._layouts.get(name) != (shape, zeroed_for)):
+        if zeroed_for is None:
+            self._layouts.pop(name, None)  # the caller may write anywhere: no zeros left to trust
+        elif fresh or self._layouts.get(name) != (shape, zeroed_for):
             view.fill(0)
             self._layouts[name] = (shape, zeroed_for)
         return view

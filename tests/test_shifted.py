@@ -112,9 +112,11 @@ def test_shifted_strategy_keeps_the_workspace_bound(call, monkeypatch):
         "conv": lambda: ic.conv(x, w, padding=1, workspace=limit),
         "conv_backward": lambda: ic.conv_backward(gy, x, w, padding=1, workspace=limit),
     }
+    ws.release_scratch()
     tracemalloc.start()
     try:
         result = calls[call]()
+        ws.release_scratch()  # kept for the next call, yet a temporary of this one
         current, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -96,10 +96,12 @@ def test_columns_from_forward_equal_rebuilt_columns_in_every_chunking():
 
 def _temporary_peak(fn):
     """Peak bytes allocated during ``fn`` beyond its (retained) result."""
+    ws.release_scratch()  # buffers kept from earlier calls would hide this call's own
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]
         result = fn()
+        ws.release_scratch()  # what the thread keeps for the next call was a temporary of this one
         current, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
