@@ -298,8 +298,8 @@ def format_table(results: dict[str, Any]) -> str:
         "/t: our time over PyTorch's; step: a forward then a backward, back to back, over fwd + bwd "
         "(above 1: one pass slows the other down); t roof: PyTorch's own roofline ratio (f+b); "
         "t sprd: slowest over fastest round of PyTorch; gemm/t: the three matrix products alone "
-        "(whole-batch columns, no lowering or col2im) over PyTorch's f+b, a floor for any im2col method; peak: temporary MiB "
-        "of a call; cols: the column matrix it avoided"
+        "(whole-batch columns, no lowering or col2im) over PyTorch's f+b, a floor for any im2col "
+        "method; peak: temporary MiB of a call; cols: the column matrix it avoided"
     )
     return "\n".join(lines)
 
