@@ -57,9 +57,18 @@ def gemm_rate(dtype: np.dtype[Any], repeats: int) -> float:
 
 
 def _peak_bytes(fn: Callable[[], object]) -> int:
-    """Peak memory allocated during ``fn`` beyond what it returns (tracemalloc)."""
+    """Peak memory allocated during ``fn`` beyond what it returns (tracemalloc).
+
+    The scratch buffers a thread keeps between calls are freed before, so
+    that the call allocates its own, and after, so that they count as the
+    call's temporaries rather than as part of what it returns.
+    """
+    from im2col_conv.workspace import release_scratch
+
+    release_scratch()
     tracemalloc.start()
     result = fn()
+    release_scratch()
     current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     del result

@@ -75,12 +75,6 @@ class ShiftedLayout:
         self.rows = samples * math.prod(self.grid)
         self.slack = max(shift for _, shift in self.taps)
 
-    @staticmethod
-    def wide_ratio(geometry: ConvGeometry) -> float:
-        """Wide-grid positions per output position: the extra work of the layout."""
-        grid = (-(-p // s) for p, s in zip(geometry.padded_size, geometry.stride))
-        return math.prod(grid) / max(geometry.output_volume, 1)
-
     def input_shape(self, groups: int, c_in: int) -> tuple[int, ...]:
         """Shape of the phase-split input: ``(groups, phases, rows + slack, C_in/groups)``."""
         return (groups, len(self.phases), self.rows + self.slack, c_in // groups)
