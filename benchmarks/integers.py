@@ -13,12 +13,13 @@ or 2 for bad arguments.
 from __future__ import annotations
 
 import argparse
-import statistics
+import os
 import sys
-import time
-from collections.abc import Callable
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from workers import median_of
 
 import im2col_conv as ic
 
@@ -28,15 +29,6 @@ LAYERS = {
     "CIFAR 3->64 5x5/2": (64, 3, 32, 32, 64, 5, 2, 2),
     "64->64 3x3 on 28x28": (16, 64, 28, 28, 64, 3, 1, 1),
 }
-
-
-def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def measure(shape: tuple[int, ...], rounds: int, repeats: int) -> dict[str, float]:
@@ -58,7 +50,7 @@ def measure(shape: tuple[int, ...], rounds: int, repeats: int) -> dict[str, floa
                 ic.conv(xd, wd, stride=s, padding=p)
                 ic.conv_backward(gd, xd, wd, stride=s, padding=p)
 
-            best[dtype] = min(best[dtype], _median_seconds(step, repeats))
+            best[dtype] = min(best[dtype], median_of(step, repeats))
     return best
 
 

@@ -16,12 +16,14 @@ Usage: ``python benchmarks/overhead.py [--rounds R] [--calls C] [--quick]``.
 from __future__ import annotations
 
 import argparse
-import statistics
+import os
 import sys
-import time
 from collections.abc import Callable
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from workers import median_of
 
 import im2col_conv as ic
 from im2col_conv.layer import Conv
@@ -32,12 +34,7 @@ MNIST = (128, 1, 28, 28, 8, 3)
 
 def _median_seconds(fn: Callable[[], object], calls: int) -> float:
     fn()  # the first call allocates what later calls reuse
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_of(fn, calls)
 
 
 def _calls(n: int, c_in: int, h: int, w: int, c_out: int, k: int) -> dict[str, Callable[[], object]]:

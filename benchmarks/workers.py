@@ -20,13 +20,23 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LIBRARIES", "THREADS", "gemm_rate", "median_time", "run_library"]
+__all__ = ["LIBRARIES", "THREADS", "gemm_rate", "median_of", "median_time", "run_library"]
 
 THREADS = 2
 LIBRARIES = ("im2col_conv", "textbook", "torch")
 
 Shape = tuple[int, int, int, int, int, int, int, int]  # N, C_in, H, W, C_out, k, stride, pad
 PoolShape = tuple[str, tuple[int, int, int, int], int, int, int]  # kind, (N, C, H, W), k, stride, pad
+
+
+def median_of(fn: Callable[[], object], calls: int) -> float:
+    """Median wall time of ``calls`` calls of ``fn``, in seconds; no warm-up."""
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def median_time(fn: Callable[[], object], repeats: int, budget: float = 1.5) -> float:
@@ -38,13 +48,7 @@ def median_time(fn: Callable[[], object], repeats: int, budget: float = 1.5) -> 
     start = time.perf_counter()
     fn()
     first = time.perf_counter() - start
-    count = max(3, min(repeats, int(budget / max(first, 1e-9))))
-    times = []
-    for _ in range(count):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_of(fn, max(3, min(repeats, int(budget / max(first, 1e-9)))))
 
 
 def gemm_rate(dtype: np.dtype[Any], repeats: int) -> float:

@@ -41,6 +41,7 @@ __all__ = [
     "Tile",
     "TilePlan",
     "batch_chunks",
+    "kept_bytes",
     "plan_tiles",
     "release_scratch",
 ]
@@ -291,15 +292,21 @@ def plan_tiles(
 #: the MNIST layer (``docs/performance.md``). `release_scratch` frees them.
 KEEP_BYTES = 32 << 20
 
-_kept = threading.local()
+
+class _Kept(threading.local):
+    """One thread's kept buffers: ``sets[dtype] = (buffers, layouts, bytes)``, and their total."""
+
+    def __init__(self) -> None:
+        self.sets: dict[np.dtype[Any], tuple[dict[str, NDArray[Any]], dict[str, object], int]] = {}
+        self.bytes = 0
 
 
-def _kept_sets() -> dict[np.dtype[Any], tuple[dict[str, NDArray[Any]], dict[str, object]]]:
-    sets: dict[np.dtype[Any], tuple[dict[str, NDArray[Any]], dict[str, object]]] | None
-    sets = getattr(_kept, "sets", None)
-    if sets is None:
-        sets = _kept.sets = {}
-    return sets
+_kept = _Kept()
+
+
+def kept_bytes() -> int:
+    """Bytes of scratch buffers the calling thread keeps for its next call."""
+    return _kept.bytes
 
 
 def release_scratch() -> None:
@@ -309,7 +316,8 @@ def release_scratch() -> None:
     `KEEP_BYTES`, so that the next call with the same shapes does not fault
     fresh memory in; this gives that memory back.
     """
-    _kept_sets().clear()
+    _kept.sets.clear()
+    _kept.bytes = 0
 
 
 class Scratch:
@@ -330,24 +338,21 @@ class Scratch:
 
     def __init__(self, dtype: np.dtype[Any]) -> None:
         self.dtype = np.dtype(dtype)
-        self._buffers: dict[str, NDArray[Any]]
-        self._layouts: dict[str, object]
-        self._buffers, self._layouts = _kept_sets().pop(self.dtype, ({}, {}))
+        self._buffers: dict[str, NDArray[Any]] = {}
+        self._layouts: dict[str, object] = {}
+        kept = _kept.sets.pop(self.dtype, None)
+        if kept is not None:
+            self._buffers, self._layouts, size = kept
+            _kept.bytes -= size
 
     def __del__(self) -> None:
-        buffers = getattr(self, "_buffers", None)
-        if not buffers:
-            return
-        try:
-            sets = _kept_sets()
-        except Exception:  # pragma: no cover - interpreter shutdown
-            return
-        if self.dtype in sets:
-            return  # another Scratch of this dtype, dropped first, kept its own
+        buffers = self.__dict__.get("_buffers")
+        if not buffers or self.dtype in _kept.sets:
+            return  # nothing to keep, or another Scratch of this dtype, dropped first, kept its own
         size = sum(b.nbytes for b in buffers.values())
-        held = sum(b.nbytes for kept, _ in sets.values() for b in kept.values())
-        if held + size <= KEEP_BYTES:
-            sets[self.dtype] = (buffers, self._layouts)
+        if _kept.bytes + size <= KEEP_BYTES:
+            _kept.sets[self.dtype] = (buffers, self._layouts, size)
+            _kept.bytes += size
 
     def get(self, name: str, shape: tuple[int, ...], *, zeroed_for: object = None) -> NDArray[Any]:
         """A ``shape`` view of buffer ``name``.
