@@ -31,6 +31,7 @@ from . import _strategy as strategy
 from ._lowering import lower, scatter_blocks
 from ._polyphase import scatter_by_phase
 from ._products import matmul as _matmul
+from ._wide import WideCol2im, wide_elements
 from .geometry import ConvGeometry
 from .workspace import Scratch, Tile, plan_tiles
 
@@ -239,16 +240,24 @@ class Engine:
             return self._shifted_backward(delta, x, weight)
         fused = strategy.fused(c_in // g, self._bytes(c_in * geometry.kernel_volume * math.prod(grid)))
         w_offsets = self._offset_weights(weight) if fused else None
+        # The wide grid's extra positions add W^T @ 0, which is zero only for a finite weight.
+        wide = strategy.wide_col2im(
+            grid, c_in // g * geometry.kernel_volume, c_out // g, grid == geometry.output_size
+        ) and bool(np.isfinite(np.sum(weight)))
 
         def tile_bytes(samples: int, out: tuple[int, ...]) -> int:
             read = math.prod((o - 1) * s + e for o, s, e in zip(out, geometry.stride, geometry.kernel_extent))
             target = math.prod(geometry.input_size) if out == grid else 0
+            positions, sums, slack = wide_elements(geometry, out) if wide else (math.prod(out), 0, 0)
             elements = samples * (
-                (c_in if fused else c_in * geometry.kernel_volume) * math.prod(out)  # column gradient
+                (c_in if fused else c_in * geometry.kernel_volume) * positions  # column gradient
                 + c_out * math.prod(out)  # delta, batch-inner
+                + c_out * (positions if wide else 0)
+                + c_in * sums  # delta and the sums, on the wide grid
                 + 2 * c_in * max(read, target)  # scatter buffer, and a band's gradient
-                + (c_in * read if strategy.phase_split(geometry, out) else 0)  # the phases of the col2im
+                + (c_in * read if not wide and strategy.phase_split(geometry, out) else 0)  # the phases
             )
+            elements += c_in * slack
             if x is not None and columns is None:
                 elements += self._lowering_elements(c_in, geometry, samples, out)
             return self._bytes(elements)
@@ -257,10 +266,20 @@ class Engine:
         grad_w = None if x is None else np.zeros(w.shape, self.dtype)
         grad_x = (np.empty if tiles.whole else np.zeros)((n, c_in, *geometry.input_size), self.dtype)
         for tile in tiles:
-            delta_t = self._tile_delta(delta, tile)
+            rows = delta[tile.batch][_EVERY + tile.window] if tile.window else delta[tile.batch]
+            delta_t = self._tile_delta(rows) if grad_w is not None or not wide else None
             if grad_w is not None:
+                assert delta_t is not None
                 grad_w += _matmul(delta_t, self._tile_columns(x, columns, tile).swapaxes(1, 2))
-            self._scatter_tile(grad_x, delta_t, w, w_offsets, tile)
+            target = grad_x[tile.batch] if tile.whole else self._band(grad_x, tile)
+            if wide:
+                self._wide_scatter(target, rows, w, w_offsets, tile)
+            else:
+                assert delta_t is not None
+                self._scatter_tile(target, delta_t, w, w_offsets, tile)
+            if not tile.whole:
+                # Windows overlap where the kernel's reach does: add each one to the rows it read.
+                grad_x[tile.batch][_EVERY + tile.input_window] += target
         return grad_x, grad_w
 
     def _shifted_backward(
@@ -291,11 +310,10 @@ class Engine:
         offsets: NDArray[Any] = np.ascontiguousarray(by_offset).swapaxes(2, 3)
         return offsets
 
-    def _tile_delta(self, delta: NDArray[Any], tile: Tile) -> NDArray[Any]:
-        """The tile's output gradient as ``(g, C_out/g, nb * L_tile)``, batch inside the columns."""
-        g, c_out = self.groups, delta.shape[1]
-        nb = tile.batch.stop - tile.batch.start
-        rows = delta[tile.batch][_EVERY + tile.window] if tile.window else delta[tile.batch]
+    def _tile_delta(self, rows: NDArray[Any]) -> NDArray[Any]:
+        """A tile's output gradient ``(nb, C_out, *tile_grid)`` as ``(g, C_out/g, nb * L_tile)``."""
+        g, c_out = self.groups, rows.shape[1]
+        nb = rows.shape[0]
         if nb == 1:
             single: NDArray[Any] = rows[0].reshape(g, c_out // g, -1).astype(self.dtype, copy=False)
             return single
@@ -312,16 +330,21 @@ class Engine:
         kept = columns.reshape(g, rows, n, *self.geometry.output_size)[:, :, tile.batch]
         return kept[_EVERY + (slice(None),) + tile.window].reshape(g, rows, -1)
 
+    def _band(self, grad_x: NDArray[Any], tile: Tile) -> NDArray[Any]:
+        """Scratch for the gradient of the input rows a band of output rows reads."""
+        nb = tile.batch.stop - tile.batch.start
+        return self.scratch.get("band", (nb, grad_x.shape[1], *tile.geometry.input_size))
+
     def _scatter_tile(
         self,
-        grad_x: NDArray[Any],
+        target: NDArray[Any],
         delta_t: NDArray[Any],
         w: NDArray[Any],
         w_offsets: NDArray[Any] | None,
         tile: Tile,
     ) -> None:
-        g, c_in = self.groups, grad_x.shape[1]
-        nb = tile.batch.stop - tile.batch.start
+        """col2im of ``W^T @ delta_t`` into ``target`` ``(nb, C_in, *input)``, one short run at a time."""
+        g, nb, c_in = self.groups, target.shape[0], target.shape[1]
         tile_grid = tile.grid(self.grid)
         volume = self.geometry.kernel_volume
         if w_offsets is not None:
@@ -347,10 +370,6 @@ class Engine:
         def allocate(shape: tuple[int, ...]) -> NDArray[Any]:
             return self.scratch.get("scatter", shape)
 
-        if tile.whole:
-            target = grad_x[tile.batch]
-        else:
-            target = self.scratch.get("band", (nb, c_in, *tile.geometry.input_size))
         if strategy.phase_split(tile.geometry, tile_grid):
             scatter_by_phase(scatter_blocks, block, target, tile.geometry, self.scratch.get)
         else:
@@ -363,6 +382,33 @@ class Engine:
                 out=target,
                 allocate=allocate,
             )
-        if not tile.whole:
-            # Windows overlap where the kernel's reach does: add each one to the rows it read.
-            grad_x[tile.batch][_EVERY + tile.input_window] += target
+
+    def _wide_scatter(
+        self,
+        target: NDArray[Any],
+        rows: NDArray[Any],
+        w: NDArray[Any],
+        w_offsets: NDArray[Any] | None,
+        tile: Tile,
+    ) -> None:
+        """col2im of ``W^T @ delta`` into ``target`` in whole rows, on the wide grid (`_wide`)."""
+        g, nb, c_in = self.groups, target.shape[0], target.shape[1]
+        col2im = WideCol2im(tile.geometry, nb, self.scratch.get)
+        delta_wide = col2im.gradient(rows, g, self.dtype)
+        if w_offsets is not None:
+            products = self.scratch.get("grad_columns", (g, c_in // g, col2im.rows))
+
+            def block(index: int) -> NDArray[Any]:
+                _matmul(w_offsets[index], delta_wide, out=products)
+                return products.reshape(c_in, -1)
+
+        else:
+            volume = self.geometry.kernel_volume
+            grad_cols = self.scratch.get("grad_columns", (g, c_in // g * volume, col2im.rows))
+            _matmul(w.swapaxes(1, 2), delta_wide, out=grad_cols)
+            by_offset = grad_cols.reshape(c_in, volume, -1)
+
+            def block(index: int) -> NDArray[Any]:
+                return by_offset[:, index]
+
+        col2im.add(block, target)

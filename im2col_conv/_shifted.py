@@ -79,7 +79,7 @@ class ShiftedLayout:
         """Shape of the phase-split input: ``(groups, phases, rows + slack, C_in/groups)``."""
         return (groups, len(self.phases), self.rows + self.slack, c_in // groups)
 
-    def _phase_slices(self, phase_index: int) -> tuple[tuple[slice, ...], tuple[slice, ...]] | None:
+    def phase_slices(self, phase_index: int) -> tuple[tuple[slice, ...], tuple[slice, ...]] | None:
         """Phase-grid positions of a phase that hold input, and the input positions they hold."""
         grid_part, input_part = [], []
         for a, s, (before, _), size, q in zip(
@@ -112,7 +112,7 @@ class ShiftedLayout:
         g, _, _, c_g = out.shape
         with phase("lowering"):
             for index in range(len(self.phases)):
-                found = self._phase_slices(index)
+                found = self.phase_slices(index)
                 if found is None:
                     continue
                 grid_part, input_part = found
@@ -132,7 +132,7 @@ class ShiftedLayout:
         target_all = out.reshape(self.samples, g, c_g, *out.shape[2:])
         with phase("col2im"):
             for index in range(len(self.phases)):
-                found = self._phase_slices(index)
+                found = self.phase_slices(index)
                 if found is None:
                     continue
                 grid_part, input_part = found

@@ -17,10 +17,13 @@ __all__ = [
     "PER_SAMPLE_MAX_WEIGHTS",
     "PHASE_SPLIT_MIN_WINDOWS",
     "STRATEGY",
+    "WIDE_MAX_WINDOWS",
+    "WIDE_MIN_COLUMNS_PER_OUTPUT",
     "fused",
     "per_sample",
     "phase_split",
     "shifted",
+    "wide_col2im",
 ]
 
 #: From this many input channels per group on, the column gradient is made one
@@ -44,6 +47,22 @@ FUSED_MIN_SAMPLE_BYTES = 1 << 20
 #: accumulate inside SciPy's BLAS, whose thread pool and NumPy's slow each other
 #: down when a layer's products alternate between them (`im2col_conv._products`).
 STRATEGY = "columns"
+
+#: The backward's col2im adds whole rows on the wide grid of the input's
+#: phases (`im2col_conv._wide`) instead of one short strided run per output
+#: row, sample and channel, when a row has fewer windows than this along the
+#: last axis ... (see `WIDE_MIN_COLUMNS_PER_OUTPUT`).
+WIDE_MAX_WINDOWS = 32
+
+#: ... and each position's column gradient has at least this many entries per
+#: output-gradient entry (``C_in/g * prod(kernel)`` over ``C_out/g``): the
+#: wide grid costs a second copy of the output gradient and a pass writing
+#: the phases back, which only the many short additions saved repay. Measured
+#: in ``benchmarks/`` (the backward, one process, alternating): 0.80 to 0.84 of
+#: the plain time at best on the CIFAR, 128-channel and 256-channel layers;
+#: 1.2x slower on the MNIST layer (9 entries per 8), level on the 56- and
+#: 112-wide layers, whose runs are long already.
+WIDE_MIN_COLUMNS_PER_OUTPUT = 2
 
 #: The col2im of a layer strided along its last axis adds into that axis's
 #: phases (`_polyphase`: contiguous additions, one strided pass back) from this
@@ -81,3 +100,15 @@ def phase_split(geometry: ConvGeometry, grid: tuple[int, ...]) -> bool:
 def shifted() -> bool:
     """Whether the passes of a layer with a kernel larger than 1x1 run the shifted strategy."""
     return STRATEGY == "shifted"
+
+
+def wide_col2im(grid: tuple[int, ...], columns_per_position: int, c_out_per_group: int, whole: bool) -> bool:
+    """Whether the col2im of a backward pass adds on the wide grid (`_wide`).
+
+    ``grid`` is the window grid, ``columns_per_position`` is
+    ``C_in/g * prod(kernel)``; ``whole``: the windows are those of the
+    forward convolution (not the smaller grid of a transposed convolution's
+    ``output_padding``).
+    """
+    short = grid[-1] < WIDE_MAX_WINDOWS
+    return whole and short and columns_per_position >= WIDE_MIN_COLUMNS_PER_OUTPUT * c_out_per_group

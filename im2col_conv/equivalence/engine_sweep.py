@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -47,6 +47,8 @@ class EngineCase:
         (`strategies_at_small_sizes`), so that it takes them.
     shifted : bool
         Prove it with every pass on the shifted strategy.
+    wide : bool
+        Prove it with every backward's col2im on the wide grid (`im2col_conv._wide`).
     """
 
     category: str
@@ -55,12 +57,13 @@ class EngineCase:
     paths: tuple[EnginePath, ...]
     small_strategies: bool = False
     shifted: bool = False
+    wide: bool = False
 
     def prove(self) -> Proof:
         """Run `prove_engine` on this case."""
-        if not (self.small_strategies or self.shifted):
+        if not (self.small_strategies or self.shifted or self.wide):
             return prove_engine(self.layout, self.padding, self.paths)
-        with strategies_at_small_sizes(shifted=self.shifted):
+        with strategies_at_small_sizes(shifted=self.shifted, wide=self.wide):
             return prove_engine(self.layout, self.padding, self.paths)
 
 
@@ -142,13 +145,27 @@ def _special() -> Iterator[EngineCase]:
 
 
 def _strategies() -> Iterator[EngineCase]:
-    """The strategies chosen by layer shape, at small sizes (phase-split col2im), and the shifted one."""
+    """The strategies chosen by layer shape, at small sizes (col2im by phases, wide), and the shifted one."""
     split = "col2im into phases (strided axis)"
     for size, k, s, pad, dil in (((9,), 3, 2, (1, 1), 1), ((12,), 2, 3, (0, 2), 2)):
         layout = Layout(size, (k,), (s,), (pad,), (dil,), 2, 2, 1)
         yield EngineCase(split, layout, (pad,), (), small_strategies=True)
     layout = Layout((3, 8), (2, 3), (1, 2), ((1, 0), (1, 1)), (1, 1), 2, 2, 2)
     yield EngineCase(split, layout, layout.padding, (), small_strategies=True)
+    wide = "col2im on the wide grid (whole rows)"
+    one_d = (((9,), 3, 2, (1, 1), 1, 1), ((12,), 2, 3, (0, 2), 2, 2), ((6,), 4, 5, (0, 0), 1, 1))
+    for size, k, s, pad, dil, g in one_d:
+        layout = Layout(size, (k,), (s,), (pad,), (dil,), 2 * g, 2, g)
+        yield EngineCase(wide, layout, (pad,), DEFAULT_PATHS, wide=True)
+    for size, kernel, stride, pads, g in (
+        ((3, 8), (2, 3), (1, 2), ((1, 0), (1, 1)), 2),
+        ((4, 5), (3, 2), (2, 1), ((0, 2), (1, 0)), 1),
+    ):
+        layout = Layout(size, kernel, stride, pads, (1, 1), 2, 2 * g, g)
+        yield EngineCase(wide, layout, pads, DEFAULT_PATHS, wide=True)
+    for size, k, s, pad in (((4,), 2, 1, (0, 1)), ((5,), 3, 2, (1, 1))):
+        layout = Layout(size, (k,), (s,), (pad,), (1,), FUSED_CHANNELS, 1, 1)
+        yield EngineCase(f"{wide}, fused", layout, (pad,), (), small_strategies=True, wide=True)
     shifted = "shifted strategy (on request)"
     for n, stride, pair, g in ((7, 1, (1, 1), 1), (8, 2, (1, 0), 2)):
         layout = Layout((n,), (3,), (stride,), (pair,), (1,), 2 * g, 2, g)
@@ -167,8 +184,8 @@ def default_cases() -> list[EngineCase]:
         five paddings, five channel settings), ``"same"`` padding, random
         2-D and 3-D geometries, pointwise kernels with several samples, the
         fused column gradient, row bands lying in the after-padding, and the
-        strategies chosen by layer shape (phase-split col2im), and the shifted
-        strategy, which runs only on request. Each is proved at int64 with the
+        strategies chosen by layer shape (phase-split col2im, col2im on the
+        wide grid), and the shifted strategy, which runs only on request. Each is proved at int64 with the
         default workspace and on one of the tiled paths (workspace 1 byte, a
         few samples or rows per tile in float64, complex128) in turn; the
         shifted cases on every path.
@@ -179,10 +196,7 @@ def default_cases() -> list[EngineCase]:
     True
     """
     cases = [*_one_d(), *_same(), *_multi_d(80, 2, 11), *_multi_d(20, 3, 13), *_special(), *_strategies()]
-    return [
-        EngineCase(c.category, c.layout, c.padding, c.paths or _paths(i), c.small_strategies, c.shifted)
-        for i, c in enumerate(cases)
-    ]
+    return [replace(c, paths=c.paths or _paths(i)) for i, c in enumerate(cases)]
 
 
 def exhaustive_cases(ndim: int) -> list[EngineCase]:

@@ -232,7 +232,7 @@ def tiles_as_small_as(space: int | None) -> Iterator[None]:
 
 
 @contextmanager
-def strategies_at_small_sizes(*, shifted: bool = False) -> Iterator[None]:
+def strategies_at_small_sizes(*, shifted: bool = False, wide: bool = False) -> Iterator[None]:
     """Let the proof's small geometries take the strategies chosen by layer shape.
 
     The engine adds into the phases of a strided last axis only from
@@ -242,14 +242,19 @@ def strategies_at_small_sizes(*, shifted: bool = False) -> Iterator[None]:
     the call sends small geometries down the same code (which does not depend
     on the thresholds' values). The forward's one-product-per-sample rule,
     which every small geometry takes, is switched off instead, so that these
-    cases prove the tile-wide product and its transposing copy. With
-    ``shifted``, every pass takes the shifted strategy instead of columns.
+    cases prove the tile-wide product and its transposing copy. The col2im
+    on the wide grid, which many small geometries take by default, is
+    switched off too, so that the plain col2im's strategies are proved; with
+    ``wide`` it is taken by every backward pass instead. With ``shifted``,
+    every pass takes the shifted strategy instead of columns.
     """
     settings = {
         "PHASE_SPLIT_MIN_WINDOWS": 2,
         "FUSED_MIN_SAMPLE_BYTES": 0,
         "PER_SAMPLE_MAX_WEIGHTS": 0,
         "STRATEGY": "shifted" if shifted else _strategy.STRATEGY,
+        "WIDE_MAX_WINDOWS": 2**62 if wide else 0,
+        "WIDE_MIN_COLUMNS_PER_OUTPUT": 0,
     }
     saved = {name: getattr(_strategy, name) for name in settings}
     for name, value in settings.items():
