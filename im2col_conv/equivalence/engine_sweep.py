@@ -152,26 +152,30 @@ def _strategies() -> Iterator[EngineCase]:
         yield EngineCase(split, layout, (pad,), (), small_strategies=True)
     layout = Layout((3, 8), (2, 3), (1, 2), ((1, 0), (1, 1)), (1, 1), 2, 2, 2)
     yield EngineCase(split, layout, layout.padding, (), small_strategies=True)
-    wide = "col2im on the wide grid (whole rows)"
-    one_d = (((9,), 3, 2, (1, 1), 1, 1), ((12,), 2, 3, (0, 2), 2, 2), ((6,), 4, 5, (0, 0), 1, 1))
-    for size, k, s, pad, dil, g in one_d:
-        layout = Layout(size, (k,), (s,), (pad,), (dil,), 2 * g, 2, g)
-        yield EngineCase(wide, layout, (pad,), DEFAULT_PATHS, wide=True)
-    for size, kernel, stride, pads, g in (
-        ((3, 8), (2, 3), (1, 2), ((1, 0), (1, 1)), 2),
-        ((4, 5), (3, 2), (2, 1), ((0, 2), (1, 0)), 1),
-    ):
-        layout = Layout(size, kernel, stride, pads, (1, 1), 2, 2 * g, g)
-        yield EngineCase(wide, layout, pads, DEFAULT_PATHS, wide=True)
-    for size, k, s, pad in (((4,), 2, 1, (0, 1)), ((5,), 3, 2, (1, 1))):
-        layout = Layout(size, (k,), (s,), (pad,), (1,), FUSED_CHANNELS, 1, 1)
-        yield EngineCase(f"{wide}, fused", layout, (pad,), (), small_strategies=True, wide=True)
     shifted = "shifted strategy (on request)"
     for n, stride, pair, g in ((7, 1, (1, 1), 1), (8, 2, (1, 0), 2)):
         layout = Layout((n,), (3,), (stride,), (pair,), (1,), 2 * g, 2, g)
         yield EngineCase(shifted, layout, (pair,), DEFAULT_PATHS, shifted=True)
     layout = Layout((3, 4), (2, 2), (1, 2), ((0, 1), (1, 1)), (1, 1), 2, 3, 1)
     yield EngineCase(shifted, layout, layout.padding, DEFAULT_PATHS, shifted=True)
+
+
+def _wide() -> Iterator[EngineCase]:
+    """col2im on the wide grid, forced on every backward pass, fused or not."""
+    category = "col2im on the wide grid (whole rows)"
+    one_d = (((9,), 3, 2, (1, 1), 1, 1), ((12,), 2, 3, (0, 2), 2, 2), ((6,), 4, 5, (0, 0), 1, 1))
+    for size, k, s, pad, dil, g in one_d:
+        layout = Layout(size, (k,), (s,), (pad,), (dil,), 2 * g, 2, g)
+        yield EngineCase(category, layout, (pad,), DEFAULT_PATHS, wide=True)
+    for size2, kernel, stride, pads, g in (
+        ((3, 8), (2, 3), (1, 2), ((1, 0), (1, 1)), 2),
+        ((4, 5), (3, 2), (2, 1), ((0, 2), (1, 0)), 1),
+    ):
+        layout = Layout(size2, kernel, stride, pads, (1, 1), 2, 2 * g, g)
+        yield EngineCase(category, layout, pads, DEFAULT_PATHS, wide=True)
+    for size, k, s, pad, _, _ in one_d[:2]:
+        layout = Layout(size, (k,), (s,), (pad,), (1,), FUSED_CHANNELS, 1, 1)
+        yield EngineCase(f"{category}, fused", layout, (pad,), (), small_strategies=True, wide=True)
 
 
 def default_cases() -> list[EngineCase]:
@@ -195,7 +199,8 @@ def default_cases() -> list[EngineCase]:
     >>> len(default_cases()) >= 1000
     True
     """
-    cases = [*_one_d(), *_same(), *_multi_d(80, 2, 11), *_multi_d(20, 3, 13), *_special(), *_strategies()]
+    cases = [*_one_d(), *_same(), *_multi_d(80, 2, 11), *_multi_d(20, 3, 13), *_special()]
+    cases += [*_strategies(), *_wide()]
     return [replace(c, paths=c.paths or _paths(i)) for i, c in enumerate(cases)]
 
 
