@@ -17,6 +17,7 @@ __all__ = [
     "PER_SAMPLE_MAX_WEIGHTS",
     "PHASE_SPLIT_MIN_WINDOWS",
     "STRATEGY",
+    "WIDE_MAX_OUTPUT_CHANNELS",
     "WIDE_MAX_WINDOWS",
     "WIDE_MIN_COLUMNS_PER_OUTPUT",
     "fused",
@@ -49,20 +50,27 @@ FUSED_MIN_SAMPLE_BYTES = 1 << 20
 STRATEGY = "columns"
 
 #: The backward's col2im adds whole rows on the wide grid of the input's
-#: phases (`im2col_conv._wide`) instead of one short strided run per output
-#: row, sample and channel, when a row has fewer windows than this along the
-#: last axis ... (see `WIDE_MIN_COLUMNS_PER_OUTPUT`).
+#: phases (`im2col_conv._wide`), instead of one short strided run per output
+#: row, sample and channel, when the last axis has fewer windows than this
+#: (longer runs already add at full speed), ...
 WIDE_MAX_WINDOWS = 32
 
-#: ... and each position's column gradient has at least this many entries per
-#: output-gradient entry (``C_in/g * prod(kernel)`` over ``C_out/g``): the
-#: wide grid costs a second copy of the output gradient and a pass writing
-#: the phases back, which only the many short additions saved repay. Measured
-#: in ``benchmarks/`` (the backward, one process, alternating): 0.80 to 0.84 of
-#: the plain time at best on the CIFAR, 128-channel and 256-channel layers;
-#: 1.2x slower on the MNIST layer (9 entries per 8), level on the 56- and
-#: 112-wide layers, whose runs are long already.
+#: ... a position's column gradient has at least this many entries per
+#: output-gradient entry (``C_in/g * prod(kernel)`` over ``C_out/g``), since
+#: the wide grid costs a second copy of the output gradient and a pass
+#: writing the phases back, which only many short additions saved repay, ...
 WIDE_MIN_COLUMNS_PER_OUTPUT = 2
+
+#: ... and the layer has at most this many output channels per group: the
+#: product ``W^T @ delta`` runs over the wide grid's extra positions too
+#: (18 per 16 on the CIFAR layer, 8 per 7 on the 256-channel one), and the
+#: more output channels, the more that costs. Measured on the backward, one
+#: thread, CPU time, the two variants alternating in one process (minimum /
+#: median, wide over plain): CIFAR 0.87 / 0.97 in float32 and 0.93 / 0.96 in
+#: float64; 256 channels 1.01 / 1.06 and 1.04 / 1.12; 128 channels 1.00 /
+#: 0.99; MNIST (9 column entries per 8 output entries) 1.27 / 1.25 in float64
+#: (``docs/performance.md``).
+WIDE_MAX_OUTPUT_CHANNELS = 64
 
 #: The col2im of a layer strided along its last axis adds into that axis's
 #: phases (`_polyphase`: contiguous additions, one strided pass back) from this
@@ -111,4 +119,5 @@ def wide_col2im(grid: tuple[int, ...], columns_per_position: int, c_out_per_grou
     ``output_padding``).
     """
     short = grid[-1] < WIDE_MAX_WINDOWS
-    return whole and short and columns_per_position >= WIDE_MIN_COLUMNS_PER_OUTPUT * c_out_per_group
+    thin = c_out_per_group <= WIDE_MAX_OUTPUT_CHANNELS
+    return whole and short and thin and columns_per_position >= WIDE_MIN_COLUMNS_PER_OUTPUT * c_out_per_group

@@ -2,22 +2,24 @@
 
 The plain col2im adds each kernel offset's block of the column gradient
 into a strided window of the input gradient: one short, strided run per
-output row, channel and sample. Here the adds become whole contiguous rows.
+output row, channel and sample. Here each run spans a whole sample.
 
 Layout. The padded input splits into its stride phases, each a grid of
 ``q = ceil(padded / stride)`` positions per axis, as in the shifted strategy
 (`im2col_conv._shifted.ShiftedLayout`, which also says where each kernel
-offset reads: a phase and a shift). The output gradient is written at the
-output positions of that ``q`` grid, the *wide* grid, and is zero at its
-extra positions. The column gradient ``W^T @ delta`` is then computed on the
+offset reads: a phase and a shift). The *wide* grid has ``q`` positions
+along every axis but the first, which keeps the output's length. The output
+gradient is written at the output positions of that grid and is zero at its
+extra positions; the column gradient ``W^T @ delta`` is then computed on the
 wide grid too, channel-first: ``(C_in, rows)``, one column per wide position
-of every sample of the tile. For each kernel offset its block is one matrix,
-added to the rows of its phase shifted by a constant: one contiguous
-addition of ``C_in`` rows. The extra positions carry zeros (``W^T @ 0``),
-so what they add where the shift makes them overlap real positions is
-nothing; this needs a finite weight, since ``inf * 0`` is NaN, and the
-engine takes the plain col2im otherwise. A last pass writes each phase's
-input positions back into the input gradient.
+of every sample of the tile. An output position and the phase position that
+a kernel offset reads from it are then a constant shift apart, so each
+offset's block is added to its phase as one contiguous run per channel and
+sample. The extra positions carry zeros (``W^T @ 0``), so what they add
+where the shift makes them overlap real positions is nothing; this needs a
+finite weight, since ``inf * 0`` is NaN, and the engine takes the plain
+col2im otherwise. A last pass writes each phase's input positions back into
+the input gradient.
 
 This is still col2im: every entry of the column gradient is added onto the
 input position its column read, in the same order of kernel offsets.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -39,6 +42,9 @@ from .profiling import phase
 __all__ = ["WideCol2im", "wide_elements"]
 
 _EVERY = (slice(None), slice(None))
+
+# A layout takes a tenth of a millisecond to make; the same few tiles recur from call to call.
+_layout = lru_cache(maxsize=64)(ShiftedLayout)
 
 
 def wide_elements(geometry: ConvGeometry, out: tuple[int, ...]) -> tuple[int, int, int]:
@@ -75,7 +81,7 @@ class WideCol2im:
     """
 
     def __init__(self, geometry: ConvGeometry, samples: int, get: Callable[..., NDArray[Any]]) -> None:
-        self.layout = ShiftedLayout(geometry, samples)
+        self.layout = _layout(geometry, samples)
         self.samples = samples
         self._get = get
         # Along the first axis no extra positions are needed: the rows of one

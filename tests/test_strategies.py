@@ -1,8 +1,9 @@
 """The strategies the engine picks by layer shape compute exactly what the loops do.
 
 - col2im on the wide grid (`_wide`): rows shorter than `WIDE_MAX_WINDOWS`
-  windows, and enough column entries per output-gradient entry, add whole
-  rows into the input's phases; a non-finite weight takes the plain col2im.
+  windows, enough column entries per output-gradient entry and few output
+  channels add whole rows into the input's phases; a non-finite weight takes
+  the plain col2im.
 - Phase-split col2im: `PHASE_SPLIT_MIN_WINDOWS` windows or more along a
   strided last axis send the backward's col2im through
   `_polyphase.scatter_by_phase`.
@@ -137,6 +138,7 @@ def wide_calls(monkeypatch):
     """Sends every backward through the wide col2im and counts the tiles that take it."""
     monkeypatch.setattr(_strategy, "WIDE_MAX_WINDOWS", 10**9)
     monkeypatch.setattr(_strategy, "WIDE_MIN_COLUMNS_PER_OUTPUT", 0)
+    monkeypatch.setattr(_strategy, "WIDE_MAX_OUTPUT_CHANNELS", 10**9)
     calls = []
     real = _engine.WideCol2im.add
 
@@ -196,4 +198,5 @@ def test_the_rule_takes_the_wide_col2im_for_short_rows_and_wide_columns():
     assert _strategy.wide_col2im((16, 16), 75, 32, True)  # the CIFAR first layer
     assert not _strategy.wide_col2im((26, 26), 9, 8, True)  # MNIST: too few column entries
     assert not _strategy.wide_col2im((56, 56), 576, 64, True)  # long rows: the plain adds are fast
-    assert not _strategy.wide_col2im((7, 7), 2304, 256, False)  # an output_padding grid
+    assert not _strategy.wide_col2im((7, 7), 2304, 256, True)  # many output channels: a costly product
+    assert not _strategy.wide_col2im((16, 16), 75, 32, False)  # an output_padding grid

@@ -34,7 +34,8 @@ What was proved, for every geometry listed (input size, kernel, stride, padding,
      float64 and complex128 with a few samples or rows per tile; batches of up to 8 samples with a probe in
      every sample position; 1x1 pointwise kernels; the fused column gradient; bands in the after-padding;
      the strategies picked by layer shape (one product per sample or per tile, col2im into the phases of a
-     strided axis), small geometries taking them with the size rules lowered; the shifted strategy (forced);
+     strided axis, col2im on the wide grid of the input's phases), small geometries taking them with the
+     size rules lowered or switched; the shifted strategy (forced);
   3. the bias term of formula (4), and the argument normalisation against the documented rules.
 Premises, each checked: every map is bilinear (linear in the bias) and the samples of a batch do not
 interact (random signed batches against the explicit maps); the packed probes carried no digit (every read

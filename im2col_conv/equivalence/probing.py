@@ -255,6 +255,7 @@ def strategies_at_small_sizes(*, shifted: bool = False, wide: bool = False) -> I
         "STRATEGY": "shifted" if shifted else _strategy.STRATEGY,
         "WIDE_MAX_WINDOWS": 2**62 if wide else 0,
         "WIDE_MIN_COLUMNS_PER_OUTPUT": 0,
+        "WIDE_MAX_OUTPUT_CHANNELS": 2**62,
     }
     saved = {name: getattr(_strategy, name) for name in settings}
     for name, value in settings.items():
