@@ -167,7 +167,7 @@ class Engine:
             flat = y[tile.batch.start].reshape(g, c_out // g, -1)
             _matmul(w, cols, out=flat[:, :, rows.start * row : rows.stop * row])
             return
-        if not tile.window and strategy.per_sample(w[0].size):
+        if not tile.window and strategy.per_sample(w[0].size, math.prod(tile_out)):
             # One product per sample, each written where it belongs: no transposing copy.
             length = math.prod(tile_out)
             per_sample = cols.reshape(g, w.shape[2], nb, length).transpose(0, 2, 1, 3)

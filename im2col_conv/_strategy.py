@@ -14,7 +14,7 @@ from .geometry import ConvGeometry
 __all__ = [
     "FUSED_MIN_CHANNELS",
     "FUSED_MIN_SAMPLE_BYTES",
-    "PER_SAMPLE_MAX_WEIGHTS",
+    "PER_SAMPLE_MAX_PRODUCT",
     "PHASE_SPLIT_MIN_WINDOWS",
     "STRATEGY",
     "WIDE_MAX_OUTPUT_CHANNELS",
@@ -79,12 +79,16 @@ WIDE_MAX_OUTPUT_CHANNELS = 64
 #: 224x224 stem, 1.2x slower on the 32x32 CIFAR layer).
 PHASE_SPLIT_MIN_WINDOWS = 32
 
-#: A forward tile whose weight matrix has at most this many entries per group
-#: multiplies each sample's columns on its own, straight into the output: for
-#: such thin products the one tile-wide product gains nothing, and its result
-#: must be transposed into place (measured in ``benchmarks/``: 15 to 25 %
-#: faster on the MNIST layer, 5 to 10 % on the CIFAR one, slower on wide layers).
-PER_SAMPLE_MAX_WEIGHTS = 4096
+#: A forward tile whose product for one sample (and group) takes at most this
+#: many multiply-adds multiplies each sample's columns on its own, straight
+#: into the output: for such small products the one tile-wide product gains
+#: nothing, and its result must be transposed into place (the MNIST layer,
+#: 49 thousand per sample: 0.81 of the tile-wide time, one thread, and 0.90
+#: to 0.94 over two). Larger ones are each split over BLAS's threads, and a
+#: synchronisation per sample costs more than the transpose saves: the CIFAR
+#: layer (614 thousand per sample) took 0.72 to 0.98 of the per-sample time
+#: tile-wide over two threads, in three runs (``docs/performance.md``).
+PER_SAMPLE_MAX_PRODUCT = 1 << 18
 
 
 def fused(c_in_per_group: int, sample_bytes: int) -> bool:
@@ -95,9 +99,12 @@ def fused(c_in_per_group: int, sample_bytes: int) -> bool:
     return c_in_per_group >= FUSED_MIN_CHANNELS and sample_bytes >= FUSED_MIN_SAMPLE_BYTES
 
 
-def per_sample(weights_per_group: int) -> bool:
-    """Whether a forward tile multiplies each sample on its own, into the output."""
-    return weights_per_group <= PER_SAMPLE_MAX_WEIGHTS
+def per_sample(weights_per_group: int, positions: int) -> bool:
+    """Whether a forward tile multiplies each sample on its own, into the output.
+
+    ``positions`` is the number of output positions of one sample.
+    """
+    return weights_per_group * positions <= PER_SAMPLE_MAX_PRODUCT
 
 
 def phase_split(geometry: ConvGeometry, grid: tuple[int, ...]) -> bool:

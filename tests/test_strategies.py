@@ -7,9 +7,9 @@
 - Phase-split col2im: `PHASE_SPLIT_MIN_WINDOWS` windows or more along a
   strided last axis send the backward's col2im through
   `_polyphase.scatter_by_phase`.
-- One product per sample: a forward tile whose weight matrix has at most
-  `PER_SAMPLE_MAX_WEIGHTS` entries per group writes each sample's product
-  straight into the output.
+- One product per sample: a forward tile whose product for one sample takes
+  at most `PER_SAMPLE_MAX_PRODUCT` multiply-adds per group writes each
+  sample's product straight into the output.
 
 Integer operands make every sum exact, so results must equal the plain-loop
 oracle's bit for bit, whole samples or bands of rows, with or without
@@ -108,7 +108,7 @@ FORWARD_CASES = [*CASES[:2], ((9, 8), (3, 3), 1, 1, 1, 1), ((5, 6, 4), (2, 3, 2)
 @pytest.mark.parametrize("limit", [0, 10**9])
 def test_forward_per_sample_and_tile_wide_equal_the_loops(case, limit, monkeypatch):
     spatial, kernel, stride, padding, dilation, groups = case
-    monkeypatch.setattr(_strategy, "PER_SAMPLE_MAX_WEIGHTS", limit)
+    monkeypatch.setattr(_strategy, "PER_SAMPLE_MAX_PRODUCT", limit)
     rng = np.random.default_rng(sum(spatial))
     x = rng.integers(-4, 5, size=(4, 2 * groups, *spatial))
     w = rng.integers(-4, 5, size=(3 * groups, 2, *kernel))
@@ -200,3 +200,8 @@ def test_the_rule_takes_the_wide_col2im_for_short_rows_and_wide_columns():
     assert not _strategy.wide_col2im((56, 56), 576, 64, True)  # long rows: the plain adds are fast
     assert not _strategy.wide_col2im((7, 7), 2304, 256, True)  # many output channels: a costly product
     assert not _strategy.wide_col2im((16, 16), 75, 32, False)  # an output_padding grid
+
+
+def test_the_rule_multiplies_each_sample_alone_only_while_its_product_is_small():
+    assert _strategy.per_sample(8 * 9, 26 * 26)  # MNIST: 49 thousand multiply-adds per sample
+    assert not _strategy.per_sample(32 * 75, 16 * 16)  # CIFAR: 614 thousand, split over threads

@@ -251,7 +251,7 @@ def strategies_at_small_sizes(*, shifted: bool = False, wide: bool = False) -> I
     settings = {
         "PHASE_SPLIT_MIN_WINDOWS": 2,
         "FUSED_MIN_SAMPLE_BYTES": 0,
-        "PER_SAMPLE_MAX_WEIGHTS": 0,
+        "PER_SAMPLE_MAX_PRODUCT": 0,
         "STRATEGY": "shifted" if shifted else _strategy.STRATEGY,
         "WIDE_MAX_WINDOWS": 2**62 if wide else 0,
         "WIDE_MIN_COLUMNS_PER_OUTPUT": 0,
