@@ -240,7 +240,8 @@ class Engine:
             return self._shifted_backward(delta, x, weight)
         fused = strategy.fused(c_in // g, self._bytes(c_in * geometry.kernel_volume * math.prod(grid)))
         w_offsets = self._offset_weights(weight) if fused else None
-        # The wide grid's extra positions add W^T @ 0, which is zero only for a finite weight.
+        # The wide grid's extra positions add W^T @ 0, which is zero only for a finite weight
+        # (a finite sum proves it; one that overflows merely costs the faster col2im).
         wide = strategy.wide_col2im(
             grid, c_in // g * geometry.kernel_volume, c_out // g, grid == geometry.output_size
         ) and bool(np.isfinite(np.sum(weight)))
@@ -252,8 +253,7 @@ class Engine:
             elements = samples * (
                 (c_in if fused else c_in * geometry.kernel_volume) * positions  # column gradient
                 + c_out * math.prod(out)  # delta, batch-inner
-                + c_out * (positions if wide else 0)
-                + c_in * sums  # delta and the sums, on the wide grid
+                + (c_out * positions + c_in * sums if wide else 0)  # delta and the sums, wide
                 + 2 * c_in * max(read, target)  # scatter buffer, and a band's gradient
                 + (c_in * read if not wide and strategy.phase_split(geometry, out) else 0)  # the phases
             )
@@ -394,7 +394,7 @@ class Engine:
         """col2im of ``W^T @ delta`` into ``target`` in whole rows, on the wide grid (`_wide`)."""
         g, nb, c_in = self.groups, target.shape[0], target.shape[1]
         col2im = WideCol2im(tile.geometry, nb, self.scratch.get)
-        delta_wide = col2im.gradient(rows, g, self.dtype)
+        delta_wide = col2im.gradient(rows, g)
         if w_offsets is not None:
             products = self.scratch.get("grad_columns", (g, c_in // g, col2im.rows))
 

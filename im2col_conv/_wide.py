@@ -89,7 +89,7 @@ class WideCol2im:
         self.grid = (geometry.output_size[0], *self.layout.grid[1:])
         self.rows = samples * math.prod(self.grid)
 
-    def gradient(self, delta: NDArray[Any], groups: int, dtype: np.dtype[Any]) -> NDArray[Any]:
+    def gradient(self, delta: NDArray[Any], groups: int) -> NDArray[Any]:
         """The tile's output gradient on the wide grid, ``(groups, C_out/groups, rows)``.
 
         ``delta`` is ``(samples, C_out, *output_size)``, any dtype; the
@@ -102,14 +102,10 @@ class WideCol2im:
         crop = tuple(slice(0, o) for o in layout.geometry.output_size)
         target = wide.reshape(c_out, self.samples, *self.grid)[_EVERY + crop]
         with phase("lowering"):
-            np.copyto(target, delta.swapaxes(0, 1), casting="unsafe")
+            np.copyto(target, delta.swapaxes(0, 1))
         return wide
 
-    def add(
-        self,
-        block: Callable[[int], NDArray[Any]],
-        target: NDArray[Any],
-    ) -> None:
+    def add(self, block: Callable[[int], NDArray[Any]], target: NDArray[Any]) -> None:
         """Add every kernel offset's block into the phases, then write ``target``.
 
         Parameters
