@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -79,7 +79,7 @@ class ShiftedLayout:
         """Shape of the phase-split input: ``(groups, phases, rows + slack, C_in/groups)``."""
         return (groups, len(self.phases), self.rows + self.slack, c_in // groups)
 
-    def phase_slices(self, phase_index: int) -> tuple[tuple[slice, ...], tuple[slice, ...]] | None:
+    def _phase_slices(self, phase_index: int) -> tuple[tuple[slice, ...], tuple[slice, ...]] | None:
         """Phase-grid positions of a phase that hold input, and the input positions they hold."""
         grid_part, input_part = [], []
         for a, s, (before, _), size, q in zip(
@@ -98,6 +98,13 @@ class ShiftedLayout:
             input_part.append(slice(start, start + s * (stop - first - 1) + 1, s))
         return tuple(grid_part), tuple(input_part)
 
+    def input_phases(self) -> Iterator[tuple[int, tuple[slice, ...], tuple[slice, ...]]]:
+        """Each phase holding input positions: its index, those positions in its grid and in the input."""
+        for index in range(len(self.phases)):
+            found = self._phase_slices(index)
+            if found is not None:
+                yield (index, *found)
+
     def _phase_view(self, split: NDArray[Any], phase_index: int) -> NDArray[Any]:
         """``(groups, samples, *grid, C_in/groups)`` view of one phase of a split input."""
         g, _, _, c_g = split.shape
@@ -111,11 +118,7 @@ class ShiftedLayout:
         """
         g, _, _, c_g = out.shape
         with phase("lowering"):
-            for index in range(len(self.phases)):
-                found = self.phase_slices(index)
-                if found is None:
-                    continue
-                grid_part, input_part = found
+            for index, grid_part, input_part in self.input_phases():
                 source = x[(Ellipsis,) + input_part]
                 source = source.reshape(self.samples, g, c_g, *source.shape[2:])
                 target = self._phase_view(out, index)[_EVERY + grid_part]
@@ -131,11 +134,7 @@ class ShiftedLayout:
         g, _, _, c_g = split.shape
         target_all = out.reshape(self.samples, g, c_g, *out.shape[2:])
         with phase("col2im"):
-            for index in range(len(self.phases)):
-                found = self.phase_slices(index)
-                if found is None:
-                    continue
-                grid_part, input_part = found
+            for index, grid_part, input_part in self.input_phases():
                 source = self._phase_view(split, index)[_EVERY + grid_part]
                 target = target_all[(Ellipsis,) + input_part]
                 np.copyto(target, np.moveaxis(np.moveaxis(source, -1, 2), 0, 1))

@@ -72,10 +72,8 @@ class WideCol2im:
 
     Parameters
     ----------
-    geometry : ConvGeometry
-        The tile's convolution.
-    samples : int
-        Samples in the tile.
+    geometry, samples
+        The tile's convolution and its number of samples, as for `ShiftedLayout`.
     get : callable
         ``get(name, shape, zeroed_for=None)``, the engine's scratch buffers.
     """
@@ -128,10 +126,6 @@ class WideCol2im:
                 window = window[:, :, :block_size]
                 window += columns
         with phase("col2im"):
-            for phase_index in range(len(layout.phases)):
-                found = layout.phase_slices(phase_index)
-                if found is None:
-                    continue
-                grid_part, input_part = found
+            for phase_index, grid_part, input_part in layout.input_phases():
                 source = sums[phase_index, :, : layout.rows].reshape(c_in, samples, *layout.grid)
                 np.copyto(target[(Ellipsis,) + input_part], source[_EVERY + grid_part].swapaxes(0, 1))

@@ -57,23 +57,29 @@ def _windows(spatial, kernel, stride, padding, dilation):
     return (spatial[-1] + sum(pads[-1]) - d * (kernel[-1] - 1) - 1) // s + 1
 
 
-@pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("workspace", [None, 1])
-def test_phase_split_gradients_equal_the_loops(case, workspace, split_calls):
+def _gradients_equal_the_loops(case, workspace, seed):
+    """``conv_backward`` on random integers equals the loops; returns ``gy, w, keywords, space``."""
     spatial, kernel, stride, padding, dilation, groups = case
-    assert _windows(spatial, kernel, stride, padding, dilation) >= _strategy.PHASE_SPLIT_MIN_WINDOWS
-    rng = np.random.default_rng(len(spatial) * 100 + spatial[-1])
+    rng = np.random.default_rng(seed)
     x = rng.integers(-4, 5, size=(3, 2 * groups, *spatial))
     w = rng.integers(-4, 5, size=(2 * groups, 2, *kernel))
     keywords = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
-    y = ic.conv(x, w, **keywords)
-    gy = rng.integers(-4, 5, size=y.shape)
+    gy = rng.integers(-4, 5, size=ic.conv(x, w, **keywords).shape)
     space = {} if workspace is None else {"workspace": workspace}
     grad_x, grad_w, _ = ic.conv_backward(gy, x, w, **keywords, **space)
     pads = resolve_padding(padding, spatial, kernel, stride, dilation)
     want_x, want_w = loop_conv_grads(gy, x, w, stride, pads, dilation, groups)[:2]
     assert np.array_equal(grad_x, want_x)
     assert np.array_equal(grad_w, want_w)
+    return gy, w, keywords, space
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("workspace", [None, 1])
+def test_phase_split_gradients_equal_the_loops(case, workspace, split_calls):
+    spatial, kernel, stride, padding, dilation, _ = case
+    assert _windows(spatial, kernel, stride, padding, dilation) >= _strategy.PHASE_SPLIT_MIN_WINDOWS
+    _gradients_equal_the_loops(case, workspace, seed=len(spatial) * 100 + spatial[-1])
     assert split_calls, "the phase-split col2im was not taken"
 
 
@@ -158,17 +164,10 @@ def test_wide_col2im_gradients_equal_the_loops(case, workspace, fused, wide_call
     if fused:
         monkeypatch.setattr(_strategy, "FUSED_MIN_CHANNELS", 1)
         monkeypatch.setattr(_strategy, "FUSED_MIN_SAMPLE_BYTES", 0)
-    rng = np.random.default_rng(len(spatial) * 100 + spatial[-1] + 7)
-    x = rng.integers(-4, 5, size=(3, 2 * groups, *spatial))
-    w = rng.integers(-4, 5, size=(2 * groups, 2, *kernel))
-    keywords = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
-    gy = rng.integers(-4, 5, size=ic.conv(x, w, **keywords).shape)
-    space = {} if workspace is None else {"workspace": workspace}
-    grad_x, grad_w, _ = ic.conv_backward(gy, x, w, **keywords, **space)
+    gy, w, keywords, space = _gradients_equal_the_loops(
+        case, workspace, seed=len(spatial) * 100 + spatial[-1] + 7
+    )
     pads = resolve_padding(padding, spatial, kernel, stride, dilation)
-    want_x, want_w = loop_conv_grads(gy, x, w, stride, pads, dilation, groups)[:2]
-    assert np.array_equal(grad_x, want_x)
-    assert np.array_equal(grad_w, want_w)
     want_t = loop_conv_transpose(gy, w, None, stride, pads, 0, dilation, groups)
     assert np.array_equal(ic.conv_transpose(gy, w, **keywords, **space), want_t)
     assert wide_calls, "the wide col2im was not taken"
