@@ -38,6 +38,7 @@ from ._pool_windows import (
     to_flat_indices,
     window_boxes,
 )
+from ._products import row_sums
 from .geometry import ConvGeometry
 from .profiling import phase
 from .workspace import Scratch, Tile, TilePlan, plan_tiles
@@ -185,10 +186,8 @@ def _sum_windows(x: NDArray[Any], y: NDArray[Any], geometry: ConvGeometry) -> No
     boxes = window_boxes(geometry)
     with phase("reduction"):
         if x.dtype == y.dtype and y.dtype.kind in "fc" and _single_box(boxes, x.shape[2:]) is not None:
-            # Global pooling: one BLAS matrix-vector product sums every (sample, channel) row in a
-            # single pass, where NumPy's pairwise sum over rows of a few dozen elements is 3x slower.
-            rows = x.reshape(x.shape[0] * x.shape[1], -1)
-            y[...] = np.matmul(rows, np.ones(rows.shape[1], y.dtype)).reshape(y.shape)
+            # Global pooling: one BLAS matrix-vector product sums every (sample, channel) row.
+            y[...] = row_sums(x.reshape(x.shape[0] * x.shape[1], -1)).reshape(y.shape)
             return
         for position, inputs in boxes:
             np.sum(x[_EVERY + inputs], axis=spatial, dtype=y.dtype, out=y[_EVERY + position])

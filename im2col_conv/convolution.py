@@ -16,6 +16,7 @@ to its input.
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -30,6 +31,7 @@ from ._operands import (
     grad_output_operand,
     transpose_operands,
 )
+from ._products import row_sums
 from ._validation import check_workspace
 from .geometry import ConvGeometry, IntOrTuple, PaddingLike
 from .workspace import DEFAULT_WORKSPACE
@@ -229,6 +231,16 @@ def _check_columns(columns: Columns, ops: ConvOperands) -> NDArray[Any]:
     return columns.data.astype(ops.compute, copy=False)
 
 
+def _bias_gradient(gy: NDArray[Any], dtype: np.dtype[Any]) -> NDArray[Any]:
+    """``gy`` summed over the batch and every position, shape ``(C_out,)``, in ``dtype``."""
+    if gy.dtype == dtype and dtype.kind in "fc" and gy.flags.c_contiguous:
+        n, c = gy.shape[:2]
+        # Each (sample, channel) row at once, then the samples: two BLAS matrix-vector products.
+        return row_sums(row_sums(gy.reshape(n, c, math.prod(gy.shape[2:]))).T)
+    total: NDArray[Any] = np.add.reduce(gy, axis=(0, *range(2, gy.ndim)), dtype=dtype)
+    return total
+
+
 def conv_backward(
     grad_output: ArrayLike,
     input: ArrayLike,
@@ -302,8 +314,7 @@ def conv_backward(
     gy = grad_output_operand(grad_output, ops)
     engine = _engine(ops, workspace)
     cols = None if columns is None else _check_columns(columns, ops)
-    # gy.sum without the Python wrapper in front of the same reduction.
-    grad_b = np.add.reduce(gy, axis=(0, *range(2, gy.ndim)), dtype=ops.compute).astype(ops.dtype, copy=False)
+    grad_b = _bias_gradient(gy, ops.compute).astype(ops.dtype, copy=False)
     if not _has_products(ops):
         grad_w = np.zeros(ops.weight.shape, ops.dtype)
         return ConvGrads(_finish(np.zeros(ops.x.shape, ops.compute), ops), grad_w, grad_b)
