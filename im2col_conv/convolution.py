@@ -235,8 +235,9 @@ def _bias_gradient(gy: NDArray[Any], dtype: np.dtype[Any]) -> NDArray[Any]:
     """``gy`` summed over the batch and every position, shape ``(C_out,)``, in ``dtype``."""
     if gy.dtype == dtype and dtype.kind in "fc" and gy.flags.c_contiguous:
         n, c = gy.shape[:2]
-        # Each (sample, channel) row at once, then the samples: two BLAS matrix-vector products.
-        return row_sums(row_sums(gy.reshape(n, c, math.prod(gy.shape[2:]))).T)
+        # Every (sample, channel) row at once, then the samples: two BLAS matrix-vector products.
+        per_sample = row_sums(gy.reshape(n * c, math.prod(gy.shape[2:]))).reshape(n, c)
+        return row_sums(per_sample.T)
     total: NDArray[Any] = np.add.reduce(gy, axis=(0, *range(2, gy.ndim)), dtype=dtype)
     return total
 
