@@ -83,8 +83,8 @@ PHASE_SPLIT_MIN_WINDOWS = 32
 #: many multiply-adds multiplies each sample's columns on its own, straight
 #: into the output: for such small products the one tile-wide product gains
 #: nothing, and its result must be transposed into place (the MNIST layer,
-#: 49 thousand per sample: 0.81 of the tile-wide time, one thread, and 0.90
-#: to 0.94 over two). Larger ones are each split over BLAS's threads, and a
+#: 49 thousand per sample: 0.81 of the tile-wide time on one thread, 0.90 to
+#: 1.11 over two in four runs). Larger ones are each split over BLAS's threads, and a
 #: synchronisation per sample costs more than the transpose saves: on the
 #: CIFAR layer (614 thousand per sample) the one tile-wide product took 0.72
 #: to 0.98 of the per-sample time over two threads, in three runs
