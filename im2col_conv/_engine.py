@@ -21,6 +21,7 @@ per call and reused, so the temporaries of a call stay within the workspace.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -335,6 +336,35 @@ class Engine:
         nb = tile.batch.stop - tile.batch.start
         return self.scratch.get("band", (nb, grad_x.shape[1], *tile.geometry.input_size))
 
+    def _column_gradient(
+        self, delta_t: NDArray[Any], w: NDArray[Any], w_offsets: NDArray[Any] | None, c_in: int
+    ) -> Callable[[int], NDArray[Any]]:
+        """Kernel offset ``index``'s block of the column gradient ``W^T @ delta_t``, ``(C_in, columns)``.
+
+        Fused (``w_offsets`` given), each block is its own product, made when
+        col2im asks for it, so that it is added while still in cache;
+        otherwise one tall product makes every block at once.
+        """
+        g, columns = self.groups, delta_t.shape[2]
+        if w_offsets is not None:
+            products = self.scratch.get("grad_columns", (g, c_in // g, columns))
+
+            def made(index: int) -> NDArray[Any]:
+                _matmul(w_offsets[index], delta_t, out=products)
+                return products.reshape(c_in, columns)
+
+            return made
+        volume = self.geometry.kernel_volume
+        grad_cols = self.scratch.get("grad_columns", (g, c_in // g * volume, columns))
+        _matmul(w.swapaxes(1, 2), delta_t, out=grad_cols)
+        by_offset = grad_cols.reshape(c_in, volume, columns)
+
+        def kept(index: int) -> NDArray[Any]:
+            block: NDArray[Any] = by_offset[:, index]
+            return block
+
+        return kept
+
     def _scatter_tile(
         self,
         target: NDArray[Any],
@@ -344,28 +374,14 @@ class Engine:
         tile: Tile,
     ) -> None:
         """col2im of ``W^T @ delta_t`` into ``target`` ``(nb, C_in, *input)``, one short run at a time."""
-        g, nb, c_in = self.groups, target.shape[0], target.shape[1]
+        nb, c_in = target.shape[:2]
         tile_grid = tile.grid(self.grid)
-        volume = self.geometry.kernel_volume
-        if w_offsets is not None:
-            products = self.scratch.get("grad_columns", (g, c_in // g, delta_t.shape[2]))
+        column_block = self._column_gradient(delta_t, w, w_offsets, c_in)
 
-            def block(index: int, offset: tuple[int, ...]) -> NDArray[Any]:
-                _matmul(w_offsets[index], delta_t, out=products)
-                batch_first: NDArray[Any] = products.reshape(c_in, nb, *tile_grid).swapaxes(0, 1)
-                return batch_first
-
-        else:
-            grad_cols = self.scratch.get("grad_columns", (g, c_in // g * volume, delta_t.shape[2]))
-            _matmul(w.swapaxes(1, 2), delta_t, out=grad_cols)
-            # (C_in, K, nb, *grid) viewed offset-first, then batch-first, for the scatter-add:
-            # each offset's block is then one integer index away.
-            axes = (1, 2, 0, *range(3, 3 + len(tile_grid)))
-            spread: NDArray[Any] = grad_cols.reshape(c_in, volume, nb, *tile_grid).transpose(axes)
-
-            def block(index: int, offset: tuple[int, ...]) -> NDArray[Any]:
-                by_offset: NDArray[Any] = spread[index]
-                return by_offset
+        def block(index: int, offset: tuple[int, ...]) -> NDArray[Any]:
+            # (C_in, nb * L) viewed batch-first, as col2im adds it.
+            batch_first: NDArray[Any] = column_block(index).reshape(c_in, nb, *tile_grid).swapaxes(0, 1)
+            return batch_first
 
         def allocate(shape: tuple[int, ...]) -> NDArray[Any]:
             return self.scratch.get("scatter", shape)
@@ -392,23 +408,6 @@ class Engine:
         tile: Tile,
     ) -> None:
         """col2im of ``W^T @ delta`` into ``target`` in whole rows, on the wide grid (`_wide`)."""
-        g, nb, c_in = self.groups, target.shape[0], target.shape[1]
-        col2im = WideCol2im(tile.geometry, nb, self.scratch.get)
-        delta_wide = col2im.gradient(rows, g)
-        if w_offsets is not None:
-            products = self.scratch.get("grad_columns", (g, c_in // g, col2im.rows))
-
-            def block(index: int) -> NDArray[Any]:
-                _matmul(w_offsets[index], delta_wide, out=products)
-                return products.reshape(c_in, -1)
-
-        else:
-            volume = self.geometry.kernel_volume
-            grad_cols = self.scratch.get("grad_columns", (g, c_in // g * volume, col2im.rows))
-            _matmul(w.swapaxes(1, 2), delta_wide, out=grad_cols)
-            by_offset = grad_cols.reshape(c_in, volume, -1)
-
-            def block(index: int) -> NDArray[Any]:
-                return by_offset[:, index]
-
-        col2im.add(block, target)
+        col2im = WideCol2im(tile.geometry, target.shape[0], self.scratch.get)
+        delta_wide = col2im.gradient(rows, self.groups)
+        col2im.add(self._column_gradient(delta_wide, w, w_offsets, target.shape[1]), target)
