@@ -49,7 +49,13 @@ def forward(x: NDArray[Any], w: NDArray[Any], dtype: np.dtype[Any], workspace: i
 
 
 def backward(
-    delta: NDArray[Any], x: NDArray[Any] | None, w: NDArray[Any], dtype: np.dtype[Any], workspace: int
+    delta: NDArray[Any],
+    x: NDArray[Any] | None,
+    w: NDArray[Any],
+    dtype: np.dtype[Any],
+    workspace: int,
+    *,
+    conjugate: bool = False,
 ) -> tuple[NDArray[Any], NDArray[Any] | None]:
     """Input gradient ``W^T @ delta[n]`` and weight gradient ``sum_n delta[n] @ x[n]^T``.
 
@@ -60,6 +66,9 @@ def backward(
     w : ndarray, shape (groups, C_out/groups, C_in/groups), of ``dtype``
     dtype : numpy.dtype
     workspace : int
+    conjugate : bool
+        Use ``conj(delta)`` and conjugate both results (complex operands,
+        as `Engine.backward`).
 
     Returns
     -------
@@ -71,13 +80,21 @@ def backward(
     length = math.prod(delta.shape[2:])
     grad_x = np.empty((n, groups * c_in_g, *delta.shape[2:]), dtype)
     grad_w_t = None if x is None else np.zeros((groups, c_in_g, c_out_g), dtype)
-    per_sample = dtype.itemsize * ((groups * c_in_g + c_out) * length + groups * c_in_g * c_out_g)
+    per_sample = dtype.itemsize * ((groups * c_in_g + 2 * c_out) * length + groups * c_in_g * c_out_g)
     for chunk in batch_chunks(n, per_sample, workspace):
         nb = chunk.stop - chunk.start
-        delta_c = delta[chunk].astype(dtype, copy=False).reshape(nb, groups, c_out_g, length)
+        delta_c = delta[chunk].astype(dtype, copy=False)
+        if conjugate:
+            delta_c = np.conjugate(delta_c)
+        delta_c = delta_c.reshape(nb, groups, c_out_g, length)
         matmul(w.swapaxes(1, 2), delta_c, out=grad_x[chunk].reshape(nb, groups, c_in_g, length))
         if grad_w_t is not None:
             assert x is not None
             columns = x[chunk].astype(dtype, copy=False).reshape(nb, groups, c_in_g, length)
             grad_w_t += matmul(columns, delta_c.swapaxes(2, 3)).sum(axis=0)
-    return grad_x, None if grad_w_t is None else np.ascontiguousarray(grad_w_t.swapaxes(1, 2))
+    grad_w = None if grad_w_t is None else np.ascontiguousarray(grad_w_t.swapaxes(1, 2))
+    if conjugate:
+        np.conjugate(grad_x, out=grad_x)
+        if grad_w is not None:
+            np.conjugate(grad_w, out=grad_w)
+    return grad_x, grad_w

@@ -10,11 +10,10 @@ which is phase ``(k * d - p) mod s`` at ``o + floor((k * d - p) / s)``.
 
 The split costs one strided pass over the input; the reductions and the
 col2im additions that follow, one per kernel offset, then run at full
-speed. For the col2im, each phase is the target of its own convolution of
-stride 1 along the last axis, whose kernel is the offsets of that residue
-(`phase_geometries`), scattered by the convolution's
-`scatter_blocks`, then written back in place
-(one more strided pass).
+speed. For the col2im (`im2col_conv._col2im.by_phase`), each phase is the
+target of its own convolution of stride 1 along the last axis, whose kernel
+is the offsets of that residue (`phase_geometries`). Pooling takes the split
+from ``tuning.current().phase_split_min_windows`` windows along the axis on.
 """
 
 from __future__ import annotations
@@ -26,27 +25,19 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from . import tuning
 from .geometry import ConvGeometry
 
-__all__ = ["MIN_SPLIT_WINDOWS", "Phase", "Reader", "phase_geometries", "scatter_by_phase", "splits"]
+__all__ = ["Phase", "Reader", "phase_geometries", "splits"]
 
-Block = Callable[[int, tuple[int, ...]], NDArray[Any]]
-#: ``get(name, shape)``: a reusable buffer, as [`get`][im2col_conv.workspace.Scratch.get].
+#: ``get(name, shape)``: a reusable buffer, as `Scratch.get`.
 Buffers = Callable[[str, tuple[int, ...]], NDArray[Any]]
-#: The convolution's col2im, `scatter_blocks`, handed in by the
-#: caller so that this module stays below the lowering in the package's layers.
-Scatter = Callable[..., NDArray[Any]]
-
-
-#: Fewest windows along the last axis for which the split pays for itself: on shorter rows
-#: NumPy's loops gain little from contiguity, and the split's extra calls cost more
-#: (measured in ``benchmarks/``).
-MIN_SPLIT_WINDOWS = 16
 
 
 def splits(geometry: ConvGeometry) -> bool:
     """True when the last axis is worth splitting: stride above 1 and long rows of windows."""
-    return geometry.stride[-1] > 1 and geometry.output_size[-1] >= MIN_SPLIT_WINDOWS
+    minimum = tuning.current().phase_split_min_windows
+    return geometry.stride[-1] > 1 and geometry.output_size[-1] >= minimum
 
 
 def _length(size: int, residue: int, stride: int) -> int:
@@ -138,42 +129,3 @@ def phase_geometries(geometry: ConvGeometry) -> list[Phase]:
         )
         phases.append(Phase(residue, start, phase, tuple(offsets)))
     return phases
-
-
-def scatter_by_phase(
-    scatter: Scatter, block: Block, out: NDArray[Any], geometry: ConvGeometry, buffers: Buffers
-) -> None:
-    """``scatter(block, ..., geometry, out=out)`` with contiguous additions.
-
-    Each phase of ``out``'s last axis is scattered on its own by ``scatter``
-    (the convolution's col2im), then written back into ``out`` (which is
-    overwritten).
-    """
-    s, width = geometry.stride[-1], out.shape[-1]
-    lead = out.shape[:2]
-    kernel = geometry.kernel_size
-    phases = buffers("phases", (s, *out.shape[:-1], -(-width // s)))
-    grid = geometry.output_size
-    read = {phase.residue: phase for phase in phase_geometries(geometry)}
-    for r in range(s):
-        phases[r, ..., : read[r].start if r in read else None].fill(0)  # what no window reaches
-    for phase in read.values():
-        offsets = phase.offsets
-
-        def local(index: int, offset: tuple[int, ...], offsets: tuple[int, ...] = offsets) -> NDArray[Any]:
-            whole = offset[:-1] + (offsets[offset[-1]],)
-            return block(int(np.ravel_multi_index(whole, kernel)), whole)
-
-        size = phase.geometry.input_size[-1]
-        target = phases[phase.residue][..., phase.start : phase.start + size]
-        scatter(
-            local,
-            lead,
-            out.dtype,
-            phase.geometry,
-            grid_size=grid,
-            out=target,
-            allocate=lambda shape: buffers("scatter", shape),
-        )
-    for r in range(s):
-        out[..., r::s] = phases[r, ..., : _length(width, r, s)]

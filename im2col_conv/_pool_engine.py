@@ -11,12 +11,13 @@ reads), and never copies the column matrix or pads the input.
 The backward pass is the transposed map: build the gradient of each row
 block (for max pooling the output gradient where that offset won, else 0;
 for average pooling the output gradient over the divisor, the same for
-every row) and add it back onto the input with the convolution's col2im,
-`scatter_blocks`, one offset at a time.
+every row) and add it back onto the input with the convolution's col2im
+(`im2col_conv._col2im`), one offset or one window at a time.
 
-Work is cut into tiles by [`plan_tiles`][im2col_conv.workspace.plan_tiles], as for
-the convolution, so that the temporaries of a call stay within its
-workspace whatever the batch and image size.
+Work is cut into tiles by `plan_tiles`, as for the convolution, so that the
+temporaries of a call stay within its workspace whatever the batch and
+image size; the bytes a tile holds come from `_forward_bytes` and
+`_backward_bytes`.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ._lowering import scatter_blocks
-from ._polyphase import Reader, scatter_by_phase, splits
+from ._col2im import Blocks, add_tile, col2im_elements
+from ._dtypes import compute_dtype, max_abs, result_dtype
+from ._polyphase import Reader, splits
 from ._pool_windows import (
     divisors,
     offset_boxes,
@@ -41,7 +43,7 @@ from ._pool_windows import (
 from ._products import row_sums
 from .geometry import ConvGeometry
 from .profiling import phase
-from .workspace import Scratch, Tile, TilePlan, plan_tiles
+from .workspace import Scratch, Tile, TileBytes, TilePlan, plan_tiles
 
 __all__ = ["avg_backward", "avg_forward", "lowest", "max_backward", "max_forward"]
 
@@ -49,9 +51,6 @@ _EVERY = (slice(None), slice(None))
 
 #: ``offsets_for(tile, out)``: write the winning kernel offset of every window of a tile into ``out``.
 OffsetSource = Callable[[Tile, NDArray[Any]], None]
-
-#: ``block(index, offset)``: the gradient of one row block of the column matrix, as for ``scatter_blocks``.
-Block = Callable[[int, tuple[int, ...]], NDArray[Any]]
 
 
 def lowest(dtype: np.dtype[Any]) -> Any:
@@ -62,7 +61,38 @@ def lowest(dtype: np.dtype[Any]) -> Any:
 
 
 def _tile(array: NDArray[Any], tile: Tile, *, inputs: bool = False) -> NDArray[Any]:
-    return array[tile.batch][_EVERY + (tile.input_window if inputs else tile.window)]
+    """The tile's samples, channels and (input or output) positions of ``array``."""
+    key: tuple[Any, ...] = (tile.batch, tile.channels, *(tile.input_window if inputs else tile.window))
+    part: NDArray[Any] = array[key]
+    return part
+
+
+def _forward_bytes(geometry: ConvGeometry, per_output: int, itemsize: int) -> TileBytes:
+    """Temporary bytes of a forward tile: ``per_output`` bytes per output, and its input's phases."""
+
+    def tile_bytes(samples: int, out: tuple[int, ...], channels: int) -> int:
+        phases = math.prod(geometry.reach(out)) * itemsize if splits(geometry) else 0
+        return samples * channels * (math.prod(out) * per_output + phases)
+
+    return tile_bytes
+
+
+def _backward_bytes(geometry: ConvGeometry, per_output: int, itemsize: int) -> TileBytes:
+    """Temporary bytes of a backward tile: ``per_output`` bytes per output, and its col2im.
+
+    A call with fewer windows than kernel offsets adds window by window, each
+    a kernel-sized block and its mask.
+    """
+    by_window = geometry.output_volume < geometry.kernel_volume
+
+    def tile_bytes(samples: int, out: tuple[int, ...], channels: int) -> int:
+        scatter = col2im_elements(
+            geometry, channels, samples, out, out == geometry.output_size, splits(geometry)
+        )
+        window = geometry.kernel_volume * (itemsize + 9) if by_window else 0
+        return samples * channels * (math.prod(out) * per_output + window) + scatter * itemsize
+
+    return tile_bytes
 
 
 def _running_max(x: Reader, best: NDArray[Any], geometry: ConvGeometry) -> None:
@@ -146,13 +176,11 @@ def max_forward(
     y = np.empty((n, c, *geometry.output_size), x.dtype)
     small = offset_dtype(geometry.kernel_volume)
     kept = None if keep is None else np.empty(y.shape, small if keep == "offsets" else np.int64)
-    per_output = int(x.dtype.itemsize) + (0 if keep is None else int(small.itemsize) + 3)
+    # The winners' search holds offsets, a mask and codes per output; flat indices need int64 more.
+    per_output = 0 if keep is None else 3 * small.itemsize + 1 + (24 if keep == "indices" else 0)
+    tile_bytes = _forward_bytes(geometry, per_output, x.dtype.itemsize)
     scratch, values, marks = Scratch(small), Scratch(x.dtype), _Marks(small)
-
-    def tile_bytes(samples: int, out: tuple[int, ...]) -> int:
-        return samples * c * math.prod(out) * per_output + _input_bytes(c, geometry, samples, out, x.dtype)
-
-    for tile in plan_tiles(n, geometry, tile_bytes, workspace):
+    for tile in plan_tiles(n, geometry, tile_bytes, workspace, c):
         x_t, y_t = Reader(_tile(x, tile, inputs=True), tile.geometry, values.get), _tile(y, tile)
         if kept is None:
             _running_max(x_t, y_t, tile.geometry)
@@ -162,11 +190,6 @@ def max_forward(
         if keep == "indices":
             to_flat_indices(geometry, tile.window, offsets, _tile(kept, tile))
     return y, kept
-
-
-def _by_window(tile: Tile) -> bool:
-    """Loop over windows rather than kernel offsets: fewer windows than offsets (global pooling)."""
-    return tile.whole and tile.geometry.output_volume < tile.geometry.kernel_volume
 
 
 def _single_box(
@@ -193,21 +216,6 @@ def _sum_windows(x: NDArray[Any], y: NDArray[Any], geometry: ConvGeometry) -> No
             np.sum(x[_EVERY + inputs], axis=spatial, dtype=y.dtype, out=y[_EVERY + position])
 
 
-def _spread_windows(g: NDArray[Any], grad_x: NDArray[Any], geometry: ConvGeometry) -> None:
-    """col2im a window at a time: every window's gradient added over the input box it read."""
-    broadcast = (np.newaxis,) * geometry.ndim
-    boxes = window_boxes(geometry)
-    whole = _single_box(boxes, grad_x.shape[2:])
-    with phase("col2im"):
-        if whole is not None:
-            # One window reads every position once: its gradient is written, with no zeros to add to.
-            np.copyto(grad_x, g[_EVERY + whole + broadcast])
-            return
-        grad_x.fill(0)
-        for position, inputs in boxes:
-            grad_x[_EVERY + inputs] += g[_EVERY + position + broadcast]
-
-
 def avg_forward(
     x: NDArray[Any],
     geometry: ConvGeometry,
@@ -219,104 +227,52 @@ def avg_forward(
     """Average pooling of a batch ``(N, C, *input_size)``, summed and divided in ``dtype``."""
     n, c = (int(size) for size in x.shape[:2])
     y = np.empty((n, c, *geometry.output_size), dtype)
-    divisor = divisors(geometry, count_include_pad, divisor_override, dtype.type(0).real.dtype)
+    real = dtype.type(0).real.dtype
     values = Scratch(x.dtype)
-
-    def tile_bytes(samples: int, out: tuple[int, ...]) -> int:
-        return samples * c * math.prod(out) * int(dtype.itemsize) + _input_bytes(
-            c, geometry, samples, out, x.dtype
-        )
-
-    for tile in plan_tiles(n, geometry, tile_bytes, workspace):
-        if _by_window(tile):
-            _sum_windows(_tile(x, tile, inputs=True), _tile(y, tile), tile.geometry)
-            np.divide(_tile(y, tile), divisor[tile.window], out=_tile(y, tile))
+    tile_bytes = _forward_bytes(geometry, real.itemsize, x.dtype.itemsize)
+    for tile in plan_tiles(n, geometry, tile_bytes, workspace, c):
+        y_t = _tile(y, tile)
+        divisor = divisors(geometry, count_include_pad, divisor_override, real, tile.window)
+        if (
+            tile.whole
+            and geometry.dilation == (1,) * geometry.ndim
+            and geometry.output_volume < geometry.kernel_volume
+        ):
+            # Fewer windows than kernel offsets (global pooling): sum window by window.
+            _sum_windows(_tile(x, tile, inputs=True), y_t, tile.geometry)
+            np.divide(y_t, divisor, out=y_t)
             continue
-        x_t, y_t = Reader(_tile(x, tile, inputs=True), tile.geometry, values.get), _tile(y, tile)
+        x_t = Reader(_tile(x, tile, inputs=True), tile.geometry, values.get)
         y_t.fill(0)
         with phase("reduction"):
             for box in offset_boxes(tile.geometry):
                 view = y_t[_EVERY + box.outputs]
                 np.add(view, x_t(box.inputs), out=view)
-            np.divide(y_t, divisor[tile.window], out=y_t)
+            np.divide(y_t, divisor, out=y_t)
     return y
 
 
-def _read(geometry: ConvGeometry, out: tuple[int, ...]) -> int:
-    """Padded input positions a tile of output grid ``out`` reads."""
-    return math.prod((o - 1) * s + e for o, s, e in zip(out, geometry.stride, geometry.kernel_extent))
-
-
-def _input_bytes(
-    c: int, geometry: ConvGeometry, samples: int, out: tuple[int, ...], dtype: np.dtype[Any]
-) -> int:
-    """Bytes of a tile's input split into phases (`Reader`)."""
-    return samples * c * _read(geometry, out) * dtype.itemsize if splits(geometry) else 0
-
-
-def _scatter_bytes(c: int, geometry: ConvGeometry, samples: int, out: tuple[int, ...], itemsize: int) -> int:
-    """Bytes of a tile's col2im buffer, its phases and a band's gradient."""
-    whole = math.prod(geometry.input_size) if out == geometry.output_size else 0
-    return 3 * samples * c * max(_read(geometry, out), whole) * itemsize
-
-
-def _scatter_tile(
-    grad_x: NDArray[Any],
-    block: Block,
-    tile: Tile,
-    scratch: Scratch,
-) -> None:
-    """col2im of one tile's row blocks onto ``grad_x``, as the convolution's backward does."""
-    nb, c = tile.batch.stop - tile.batch.start, grad_x.shape[1]
-    if tile.whole:
-        target = grad_x[tile.batch]
-    else:
-        target = scratch.get("band", (nb, c, *tile.geometry.input_size))
-    if splits(tile.geometry):
-        scatter_by_phase(scatter_blocks, block, target, tile.geometry, scratch.get)
-    else:
-        scatter_blocks(
-            block,
-            (nb, c),
-            grad_x.dtype,
-            tile.geometry,
-            out=target,
-            allocate=lambda shape: scratch.get("scatter", shape),
-        )
-    if not tile.whole:
-        _tile(grad_x, tile, inputs=True)[...] += target  # windows of neighbouring bands overlap
-
-
-def _same_block(spread: NDArray[Any]) -> Block:
-    """Row blocks that are all ``spread``: average pooling's."""
-    return lambda index, offset: spread
-
-
-def _winner_blocks(
-    g: NDArray[Any], offsets: NDArray[Any], hits: NDArray[Any], spread: NDArray[Any], finite: bool
-) -> Block:
-    """Row block ``k``: ``g`` where offset ``k`` won, else 0, written into ``spread``.
-
-    A finite gradient is multiplied by the 0/1 mask (branch-free); one
-    holding ``inf`` or NaN is copied where the mask is set, so that it
-    reaches its winner only (``inf * 0`` would be NaN).
-    """
-
-    def block(index: int, offset: tuple[int, ...]) -> NDArray[Any]:
-        np.equal(offsets, index, out=hits)
-        if finite:
-            np.multiply(g, hits, out=spread)
-        else:
-            spread.fill(0)
-            np.copyto(spread, g, where=hits)
-        return spread
-
-    return block
+def _add(grad_x: NDArray[Any], blocks: Blocks, tile: Tile, scratch: Scratch) -> None:
+    """col2im of a tile's row blocks into its channels of ``grad_x``."""
+    grid = tile.geometry.output_size
+    add_tile(grad_x[:, tile.channels], blocks, tile, scratch.get, grid=grid, split=splits(tile.geometry))
 
 
 def _gradient(shape: tuple[int, ...], dtype: np.dtype[Any], tiles: TilePlan) -> NDArray[Any]:
     # Whole-sample tiles overwrite every entry; cut samples add their overlapping bands.
     return (np.empty if tiles.whole else np.zeros)(shape, dtype)
+
+
+def _broadcast_windows(spread: NDArray[Any], ndim: int) -> Blocks:
+    """Row blocks that are all ``spread`` ``(nb, C, *grid)``: average pooling's."""
+    kernel_axes = (np.newaxis,) * ndim
+
+    def by_window(position: tuple[int, ...]) -> NDArray[Any]:
+        key: tuple[Any, ...] = (Ellipsis, *position, *kernel_axes)
+        block: NDArray[Any] = spread[key]
+        return block
+
+    return Blocks(lambda index, offset: spread, by_window)
 
 
 def avg_backward(
@@ -330,23 +286,24 @@ def avg_backward(
 ) -> NDArray[Any]:
     """Input gradient of average pooling: every row block is ``grad_output / divisor``."""
     n, c = input_shape[:2]
-    divisor = divisors(geometry, count_include_pad, divisor_override, dtype.type(0).real.dtype)
-
-    def tile_bytes(samples: int, out: tuple[int, ...]) -> int:
-        block = samples * c * math.prod(out) * dtype.itemsize
-        return block + _scatter_bytes(c, geometry, samples, out, dtype.itemsize)
-
-    tiles = plan_tiles(n, geometry, tile_bytes, workspace)
+    real = dtype.type(0).real.dtype
+    tile_bytes = _backward_bytes(geometry, dtype.itemsize + real.itemsize, dtype.itemsize)
+    tiles = plan_tiles(n, geometry, tile_bytes, workspace, c)
     grad_x = _gradient(input_shape, dtype, tiles)
     scratch = Scratch(dtype)
     for tile in tiles:
         g_t = _tile(grad_output, tile)
         spread = scratch.get("block", g_t.shape)
-        np.divide(g_t, divisor[tile.window], out=spread)
-        if _by_window(tile):
-            _spread_windows(spread, grad_x[tile.batch], tile.geometry)
-        else:
-            _scatter_tile(grad_x, _same_block(spread), tile, scratch)
+        np.divide(g_t, divisors(geometry, count_include_pad, divisor_override, real, tile.window), out=spread)
+        blocks = _broadcast_windows(spread, geometry.ndim)
+        add_tile(
+            grad_x[:, tile.channels],
+            blocks,
+            tile,
+            scratch.get,
+            grid=geometry.output_size,
+            split=splits(tile.geometry),
+        )
     return grad_x
 
 
@@ -380,6 +337,40 @@ def offsets_from_flat(indices: NDArray[Any], geometry: ConvGeometry) -> OffsetSo
     return write
 
 
+def _winner_blocks(
+    g: NDArray[Any], offsets: NDArray[Any], kernel_size: tuple[int, ...], scratch: Scratch, masks: Scratch
+) -> Blocks:
+    """Row block ``k``: ``g`` where offset ``k`` won, else 0; or one window's block.
+
+    A finite gradient is multiplied by the 0/1 mask (branch-free); one
+    holding ``inf`` or NaN is copied where the mask is set, so that it
+    reaches its winner only (``inf * 0`` would be NaN).
+    """
+    finite = g.dtype.kind in "biu" or bool(np.isfinite(g).all())
+    hits, spread = masks.get("hits", g.shape), scratch.get("block", g.shape)
+    every_offset = np.arange(math.prod(kernel_size), dtype=offsets.dtype)
+
+    def by_offset(index: int, offset: tuple[int, ...]) -> NDArray[Any]:
+        np.equal(offsets, index, out=hits)
+        if finite:
+            np.multiply(g, hits, out=spread)
+        else:
+            spread.fill(0)
+            np.copyto(spread, g, where=hits)
+        return spread
+
+    def by_window(position: tuple[int, ...]) -> NDArray[Any]:
+        at: tuple[Any, ...] = (Ellipsis, *position)
+        won = masks.get("won", (*g.shape[:2], every_offset.size))
+        np.equal(offsets[at][..., np.newaxis], every_offset, out=won)
+        window = scratch.get("window", won.shape)
+        window.fill(0)
+        np.copyto(window, g[at][..., np.newaxis], where=won)
+        return window.reshape(*g.shape[:2], *kernel_size)
+
+    return Blocks(by_offset, by_window)
+
+
 def max_backward(
     grad_output: NDArray[Any],
     input_shape: tuple[int, ...],
@@ -389,28 +380,43 @@ def max_backward(
     *,
     extra_bytes: int = 0,
 ) -> NDArray[Any]:
-    """Input gradient of max pooling: row block ``k`` is ``grad_output`` where offset ``k`` won, else 0.
+    """Input gradient of max pooling: row block ``k`` is ``grad_output`` where offset ``k`` won.
 
+    Integer and bool gradients are summed exactly in 64 bits (`result_dtype`);
     ``extra_bytes`` is what ``offsets_for`` needs per output element.
+
+    Raises
+    ------
+    OverflowError
+        If an integer sum could exceed its 64-bit type.
     """
     n, c = input_shape[:2]
     dtype = grad_output.dtype
+    if dtype.kind in "biu":
+        dtype = result_dtype(dtype)
+        # A position wins at most one window per kernel offset, and at most every window.
+        terms = min(geometry.kernel_volume, geometry.output_volume)
+        compute_dtype(dtype, max_abs(grad_output) * terms, f"a position may win {terms} windows")
     small = offset_dtype(geometry.kernel_volume)
-
-    def tile_bytes(samples: int, out: tuple[int, ...]) -> int:
-        per_output = dtype.itemsize + small.itemsize + 1 + extra_bytes
-        return samples * c * math.prod(out) * per_output + _scatter_bytes(
-            c, geometry, samples, out, dtype.itemsize
-        )
-
-    tiles = plan_tiles(n, geometry, tile_bytes, workspace)
+    per_output = grad_output.dtype.itemsize + dtype.itemsize + small.itemsize + 1 + extra_bytes
+    tiles = plan_tiles(n, geometry, _backward_bytes(geometry, per_output, dtype.itemsize), workspace, c)
     grad_x = _gradient(input_shape, dtype, tiles)
     scratch, offset_scratch, masks = Scratch(dtype), Scratch(small), Scratch(np.dtype(bool))
     for tile in tiles:
         g_t = _tile(grad_output, tile)
+        if g_t.dtype != dtype:
+            cast = scratch.get("gradient", g_t.shape)
+            np.copyto(cast, g_t)
+            g_t = cast
         offsets = offset_scratch.get("offsets", g_t.shape)
         offsets_for(tile, offsets)
-        hits, spread = masks.get("hits", g_t.shape), scratch.get("block", g_t.shape)
-        finite = dtype.kind in "iu" or bool(np.isfinite(g_t).all())
-        _scatter_tile(grad_x, _winner_blocks(g_t, offsets, hits, spread, finite), tile, scratch)
+        blocks = _winner_blocks(g_t, offsets, geometry.kernel_size, scratch, masks)
+        add_tile(
+            grad_x[:, tile.channels],
+            blocks,
+            tile,
+            scratch.get,
+            grid=geometry.output_size,
+            split=splits(tile.geometry),
+        )
     return grad_x

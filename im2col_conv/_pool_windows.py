@@ -190,19 +190,26 @@ def _outer(parts: list[NDArray[Any]], combine: Any) -> NDArray[Any]:
 
 
 def divisors(
-    geometry: ConvGeometry, count_include_pad: bool, divisor_override: int | None, dtype: DTypeLike
+    geometry: ConvGeometry,
+    count_include_pad: bool,
+    divisor_override: int | None,
+    dtype: DTypeLike,
+    window: tuple[slice, ...] = (),
 ) -> NDArray[Any]:
     """The divisor of every window of an average pooling, shape ``output_size``.
 
     PyTorch's rule: the window's elements inside the input, or with
     ``count_include_pad`` inside the input and its (real) padding; a window's
-    part past ``in + p`` (``ceil_mode``) is never counted.
+    part past ``in + p`` (``ceil_mode``) is never counted. ``window`` (leading
+    axes, as in a `Tile`) restricts the result to those output positions.
     """
+    cut = window + (slice(None),) * (geometry.ndim - len(window))
     if divisor_override is not None:
-        return np.full(geometry.output_size, divisor_override, dtype)
+        sizes = tuple(len(range(o)[part]) for o, part in zip(geometry.output_size, cut))
+        return np.full(sizes, divisor_override, dtype)
     parts = []
     for axis, (n, k, (p, _)) in enumerate(zip(geometry.input_size, geometry.kernel_size, geometry.padding)):
-        start = _starts(geometry, axis)
+        start = _starts(geometry, axis)[cut[axis]]
         if count_include_pad:
             parts.append(np.minimum(start + k, n + p) - start)
         else:
@@ -225,8 +232,8 @@ def to_flat_indices(
     stays -1.
     """
     planes = _planes(geometry)
-    starts = [_starts(geometry, axis) * plane for axis, plane in enumerate(planes)]
-    base = _outer(starts, np.add)[window]
+    cut = window + (slice(None),) * (geometry.ndim - len(window))
+    base = _outer([_starts(geometry, axis)[cut[axis]] * plane for axis, plane in enumerate(planes)], np.add)
     table = np.zeros(geometry.kernel_volume + 1, np.int64)
     table[:-1] = _outer(
         [np.arange(k) * d * plane for k, d, plane in zip(geometry.kernel_size, geometry.dilation, planes)],

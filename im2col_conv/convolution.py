@@ -22,12 +22,12 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._dtypes import compute_dtype, max_abs
 from ._engine import Engine
 from ._operands import (
     ConvGrads,
     ConvOperands,
     conv_operands,
-    for_gradients,
     grad_output_operand,
     transpose_operands,
 )
@@ -231,15 +231,27 @@ def _check_columns(columns: Columns, ops: ConvOperands) -> NDArray[Any]:
     return columns.data.astype(ops.compute, copy=False)
 
 
-def _bias_gradient(gy: NDArray[Any], dtype: np.dtype[Any]) -> NDArray[Any]:
-    """``gy`` summed over the batch and every position, shape ``(C_out,)``, in ``dtype``."""
+def _bias_gradient(gy: NDArray[Any], ops: ConvOperands) -> NDArray[Any]:
+    """``gy`` summed over the batch and every position, shape ``(C_out,)``, of the result dtype.
+
+    Integers are summed in the 64-bit result type itself, exactly, after a
+    bound on every partial sum is checked (the compute dtype's float64 would
+    round sums past ``2**53``).
+    """
+    axes = (0, *range(2, gy.ndim))
+    if ops.dtype.kind in "iu":
+        terms = gy.size // gy.shape[1] if gy.shape[1] else 0
+        compute_dtype(ops.dtype, max_abs(gy) * terms, f"the bias gradient sums {terms} grad_output entries")
+        exact: NDArray[Any] = np.add.reduce(gy, axis=axes, dtype=ops.dtype)
+        return exact
+    dtype = ops.compute
     if gy.dtype == dtype and dtype.kind in "fc" and gy.flags.c_contiguous:
         n, c = gy.shape[:2]
         # Every (sample, channel) row at once, then the samples: two BLAS matrix-vector products.
         per_sample = row_sums(gy.reshape(n * c, math.prod(gy.shape[2:]))).reshape(n, c)
-        return row_sums(per_sample.T)
-    total: NDArray[Any] = np.add.reduce(gy, axis=(0, *range(2, gy.ndim)), dtype=dtype)
-    return total
+        return row_sums(per_sample.T).astype(ops.dtype, copy=False)
+    total: NDArray[Any] = np.add.reduce(gy, axis=axes, dtype=dtype)
+    return total.astype(ops.dtype, copy=False)
 
 
 def conv_backward(
@@ -315,14 +327,11 @@ def conv_backward(
     gy = grad_output_operand(grad_output, ops)
     engine = _engine(ops, workspace)
     cols = None if columns is None else _check_columns(columns, ops)
-    grad_b = _bias_gradient(gy, ops.compute).astype(ops.dtype, copy=False)
+    grad_b = _bias_gradient(gy, ops)
     if not _has_products(ops):
         grad_w = np.zeros(ops.weight.shape, ops.dtype)
         return ConvGrads(_finish(np.zeros(ops.x.shape, ops.compute), ops), grad_w, grad_b)
-    if cols is not None and ops.compute.kind == "c":
-        cols = np.conj(cols)
-    conjugated = for_gradients(ops)
-    grad_x, grad_w = engine.backward(gy, conjugated.x, conjugated.weight, cols)
+    grad_x, grad_w = engine.backward(gy, ops.x, ops.weight, cols, conjugate=ops.compute.kind == "c")
     grad_w = _convert(grad_w.reshape(ops.weight.shape), ops.dtype)
     return ConvGrads(_finish(grad_x, ops), grad_w, grad_b)
 

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._dtypes import result_dtype
-from ._lowering import lower, scatter_add
+from ._col2im import array_blocks, scatter_add
+from ._dtypes import compute_dtype, max_abs, result_dtype
+from ._lowering import lower
 from ._validation import as_numeric_array, batch_view, is_sequence
 from .geometry import ConvGeometry, IntOrTuple, PaddingLike
 
@@ -147,6 +148,8 @@ def col2im(
         If ``input`` is not numeric or an argument has the wrong type.
     ValueError
         If the shape of ``input`` does not match the geometry.
+    OverflowError
+        If an integer sum could exceed its 64-bit type.
 
     Notes
     -----
@@ -179,6 +182,11 @@ def col2im(
         )
     dtype = result_dtype(array.dtype)
     accumulate = np.float32 if dtype == np.float16 else dtype
-    blocks = batched.reshape(n, rows // k, *geometry.kernel_size, *geometry.output_size)
-    image = scatter_add(blocks.astype(accumulate, copy=False), geometry).astype(dtype, copy=False)
+    if dtype.kind in "iu":
+        # A position receives at most one column entry per window and per kernel offset.
+        terms = min(k, expected_length)
+        compute_dtype(dtype, max_abs(batched) * terms, f"each position sums at most {terms} column entries")
+    columns = batched.reshape(n, rows // k, *geometry.kernel_size, *geometry.output_size)
+    blocks = array_blocks(columns.astype(accumulate, copy=False), geometry.ndim)
+    image = scatter_add(blocks, (n, rows // k), accumulate, geometry).astype(dtype, copy=False)
     return image[0] if array.ndim == 2 else image

@@ -2,20 +2,16 @@
 
 A column matrix holds ``prod(kernel)`` copies of its input: for a 3x3 kernel
 over a batch of 32 images of 64x56x56 floats it is 231 MB. The convolution
-functions therefore lower the batch a few samples at a time, and a sample
-too large for that a band of output rows at a time, so that the temporaries
-of one call stay within a *workspace* limit whatever the batch and image
-size, and, in the common case, within the processor's cache.
+and pooling functions therefore work a few samples at a time, a sample too
+large for that a band of output rows at a time, and a single output position
+too large for that a block of channels at a time, so that the temporaries of
+one call stay within a *workspace* limit whatever the batch and image size,
+and, in the common case, within the processor's cache.
 
-This module owns that decision: the budget (`DEFAULT_WORKSPACE`,
-`CACHE_BYTES`,
-`RESERVED_BYTES`,
-`MIN_TILE_BYTES`), the
-plan ([`plan_tiles`][im2col_conv.workspace.plan_tiles],
-[`batch_chunks`][im2col_conv.workspace.batch_chunks], [`Tile`][im2col_conv.workspace.Tile]) and the
-buffers a plan's tiles share ([`Scratch`][im2col_conv.workspace.Scratch]), which each
-thread keeps for its next call up to `KEEP_BYTES`
-([`release_scratch`][im2col_conv.workspace.release_scratch] frees them).
+This module owns that decision: the plan (`plan_tiles`, `batch_chunks`,
+`Tile`) from the budget of `im2col_conv.tuning`, and the buffers a plan's
+tiles share (`Scratch`), which each thread keeps for its next call up to
+``tuning.current().keep_bytes`` (`release_scratch` frees them).
 """
 
 from __future__ import annotations
@@ -29,14 +25,11 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from . import tuning
 from .geometry import ConvGeometry
 
 __all__ = [
-    "CACHE_BYTES",
     "DEFAULT_WORKSPACE",
-    "KEEP_BYTES",
-    "MIN_TILE_BYTES",
-    "RESERVED_BYTES",
     "Scratch",
     "Tile",
     "TilePlan",
@@ -49,28 +42,10 @@ __all__ = [
 #: Default bound on the temporary memory of one call, in bytes (64 MiB).
 DEFAULT_WORKSPACE = 64 << 20
 
-#: Preferred size of one tile's temporaries: small enough that the column
-#: matrix is still in the last-level cache when the matrix product reads it,
-#: large enough that a typical layer's sample is not cut into bands, which
-#: thins the matrix products (measured in ``benchmarks/``).
-CACHE_BYTES = 16 << 20
-
-#: Part of the workspace kept for what the tile arithmetic does not count:
-#: NumPy's internal buffers for strided element-wise operations, small arrays.
-RESERVED_BYTES = 128 << 10
-
-#: Smallest tile budget, whatever the workspace: below it, each tile's work
-#: would be dominated by the Python overhead of visiting it. A workspace
-#: smaller than ``RESERVED_BYTES + MIN_TILE_BYTES`` therefore holds as that.
-MIN_TILE_BYTES = 64 << 10
-
-#: ``tile_bytes(samples, output_size)``: temporary bytes of a tile of that
-#: many samples whose output grid has that spatial size.
-TileBytes = Callable[[int, tuple[int, ...]], int]
-
-
-def _budget(workspace: int) -> int:
-    return max(min(workspace, CACHE_BYTES) - RESERVED_BYTES, MIN_TILE_BYTES)
+#: ``tile_bytes(samples, output_size, channels)``: temporary bytes of a tile of
+#: that many samples, whose output grid has that spatial size, over that many
+#: channels (per group).
+TileBytes = Callable[[int, tuple[int, ...], int], int]
 
 
 def _even_slices(total: int, most: int) -> list[slice]:
@@ -102,9 +77,9 @@ def _largest_fitting(limit: int, fits: Callable[[int], bool]) -> int:
 def batch_chunks(batch: int, bytes_per_sample: int, workspace: int) -> list[slice]:
     """Cut ``range(batch)`` into consecutive slices whose temporaries fit.
 
-    The slices are as few as fit in ``min(workspace, CACHE_BYTES)`` less
-    ``RESERVED_BYTES`` (but at least ``MIN_TILE_BYTES``), of near-equal
-    sizes, each of at least one sample.
+    The slices are as few as fit in the tile budget
+    (``tuning.current().tile_budget(workspace)``), of near-equal sizes, each
+    of at least one sample.
 
     Parameters
     ----------
@@ -127,11 +102,12 @@ def batch_chunks(batch: int, bytes_per_sample: int, workspace: int) -> list[slic
     >>> batch_chunks(9, 6 << 20, 64 << 20)
     [slice(0, 2, None), slice(2, 4, None), slice(4, 6, None), slice(6, 8, None), slice(8, 9, None)]
     """
-    return _even_slices(batch, max(1, _budget(workspace) // max(bytes_per_sample, 1)))
+    budget = tuning.current().tile_budget(workspace)
+    return _even_slices(batch, max(1, budget // max(bytes_per_sample, 1)))
 
 
 class Tile(NamedTuple):
-    """Samples ``batch`` and a window of output positions of one call.
+    """Samples ``batch``, a window of output positions and a block of channels of one call.
 
     Attributes
     ----------
@@ -144,12 +120,18 @@ class Tile(NamedTuple):
         Unpadded input positions the tile reads along those axes.
     geometry : ConvGeometry
         The tile as a convolution of those input positions.
+    channels : slice
+        Channels of the tile (per group, for a grouped convolution).
+    all_channels : bool
+        True when ``channels`` covers every channel.
     """
 
     batch: slice
     window: tuple[slice, ...]
     input_window: tuple[slice, ...]
     geometry: ConvGeometry
+    channels: slice
+    all_channels: bool
 
     @property
     def whole(self) -> bool:
@@ -165,9 +147,10 @@ class Tile(NamedTuple):
 class TilePlan:
     """The tiles of one call, made one at a time as they are visited.
 
-    A plan of many small tiles would otherwise hold a [`Tile`][im2col_conv.workspace.Tile] (and its
+    A plan of many small tiles would otherwise hold a `Tile` (and its
     geometry) per tile for the whole call. Iterate over it for the tiles, in
-    order; `whole` tells whether every tile holds whole samples.
+    order, the channel blocks of a tile's samples and positions innermost;
+    `whole` tells whether every tile holds whole samples.
 
     Attributes
     ----------
@@ -176,6 +159,9 @@ class TilePlan:
     axis : int
         With cut samples, the spatial axis cut into bands; the axes before it
         are cut into single positions. ``-1`` for whole samples.
+    channel_blocks : list of slice
+        The blocks of channels; one block of all of them unless a single
+        output position with all of them is larger than the budget.
     """
 
     def __init__(
@@ -184,20 +170,26 @@ class TilePlan:
         geometry: ConvGeometry,
         grid: tuple[int, ...],
         chunks: list[slice] | None,
+        channel_blocks: list[slice],
         axis: int = -1,
         most: int = 0,
     ) -> None:
         self._batch, self._geometry, self._grid = batch, geometry, grid
         self._chunks, self.axis, self._most = chunks, axis, most
+        self.channel_blocks = channel_blocks
         self.whole = chunks is not None
 
     def __iter__(self) -> Iterator[Tile]:
-        if self._chunks is not None:
-            whole = itertools.repeat(())
-            return map(Tile, self._chunks, whole, whole, itertools.repeat(self._geometry))
-        return self._bands()
+        every = len(self.channel_blocks) == 1
+        for batch, window, inputs, geometry in self._regions():
+            for channels in self.channel_blocks:
+                yield Tile(batch, window, inputs, geometry, channels, every)
 
-    def _bands(self) -> Iterator[Tile]:
+    def _regions(self) -> Iterator[tuple[slice, tuple[slice, ...], tuple[slice, ...], ConvGeometry]]:
+        if self._chunks is not None:
+            for chunk in self._chunks:
+                yield chunk, (), (), self._geometry
+            return
         bands = _even_slices(self._grid[self.axis], self._most)
         for n in range(self._batch):
             for prefix in itertools.product(*(range(g) for g in self._grid[: self.axis])):
@@ -207,13 +199,14 @@ class TilePlan:
                     for cut, rows in enumerate(window):
                         read, geometry = geometry.band(rows, cut)
                         inputs.append(read)
-                    yield Tile(slice(n, n + 1), window, tuple(inputs), geometry)
+                    yield slice(n, n + 1), window, tuple(inputs), geometry
 
     def __len__(self) -> int:
+        blocks = len(self.channel_blocks)
         if self._chunks is not None:
-            return len(self._chunks)
+            return len(self._chunks) * blocks
         cut = math.prod(self._grid[: self.axis]) * len(_even_slices(self._grid[self.axis], self._most))
-        return self._batch * cut
+        return self._batch * cut * blocks
 
 
 def plan_tiles(
@@ -221,18 +214,20 @@ def plan_tiles(
     geometry: ConvGeometry,
     tile_bytes: TileBytes,
     workspace: int,
+    channels: int,
     *,
     grid_size: tuple[int, ...] | None = None,
 ) -> TilePlan:
-    """Cut a call's batch and output grid into tiles whose temporaries fit.
+    """Cut a call's batch, output grid and channels into tiles whose temporaries fit.
 
-    Whole samples are grouped as in [`batch_chunks`][im2col_conv.workspace.batch_chunks] when one sample
-    fits. Otherwise each sample is cut into bands of output rows along the
-    first spatial axis; if a single row is still too large, into single rows
-    along the first axis and bands along the second, and so on. Only a single
-    output position larger than the budget breaks the limit. The plan costs
-    a logarithmic number of ``tile_bytes`` calls, and its tiles are made as
-    they are visited.
+    Whole samples are grouped as in `batch_chunks` when one sample fits.
+    Otherwise each sample is cut into bands of output rows along the first
+    spatial axis; if a single row is still too large, into single rows along
+    the first axis and bands along the second, and so on. If a single output
+    position with every channel is too large, the channels are cut into
+    blocks first. Only one position of one channel larger than the budget
+    breaks the limit. The plan costs a logarithmic number of ``tile_bytes``
+    calls, and its tiles are made as they are visited.
 
     Parameters
     ----------
@@ -241,10 +236,14 @@ def plan_tiles(
     geometry : ConvGeometry
         The call's convolution.
     tile_bytes : callable
-        ``tile_bytes(samples, output_size)``: temporary bytes of a tile of
-        that many samples and output grid; non-decreasing in each argument.
+        ``tile_bytes(samples, output_size, channels)``: temporary bytes of a
+        tile of that many samples, output grid and channels; non-decreasing
+        in each argument.
     workspace : int
         The caller's limit in bytes.
+    channels : int
+        Channels that may be cut into blocks (per group for a grouped
+        convolution).
     grid_size : tuple of int, optional
         The window grid, when smaller than ``geometry.output_size`` (a
         transposed convolution's ``output_padding``).
@@ -252,8 +251,8 @@ def plan_tiles(
     Returns
     -------
     TilePlan
-        Iterating over it gives the tiles in order, covering every sample
-        and output position once.
+        Iterating over it gives the tiles in order, covering every sample,
+        output position and channel once.
 
     Examples
     --------
@@ -261,36 +260,34 @@ def plan_tiles(
     16 MiB cache budget; two bands of five rows do:
 
     >>> g = ConvGeometry.create((10, 1), (1, 1))
-    >>> [(t.batch, t.window) for t in plan_tiles(2, g, lambda n, out: n * out[0] << 21, 64 << 20)]
+    >>> plan = plan_tiles(2, g, lambda n, out, c: n * out[0] << 21, 64 << 20, 1)
+    >>> [(t.batch, t.window) for t in plan]
     [(slice(0, 1, None), (slice(0, 5, None),)), (slice(0, 1, None), (slice(5, 10, None),)),
      (slice(1, 2, None), (slice(0, 5, None),)), (slice(1, 2, None), (slice(5, 10, None),))]
-    >>> [t.batch for t in plan_tiles(4, g, lambda n, out: n * out[0] << 16, 64 << 20)]
+    >>> [t.batch for t in plan_tiles(4, g, lambda n, out, c: n * out[0] << 16, 64 << 20, 1)]
     [slice(0, 4, None)]
     """
     grid = geometry.output_size if grid_size is None else grid_size
-    budget = _budget(workspace)
-    per_sample = tile_bytes(1, grid)
+    budget = tuning.current().tile_budget(workspace)
+    block = channels
+    one_position = (1,) * len(grid)
+    if channels > 1 and tile_bytes(1, one_position, channels) > budget:
+        block = _largest_fitting(channels, lambda c: tile_bytes(1, one_position, c) <= budget)
+    blocks = _even_slices(channels, block) or [slice(0, 0)]
+    block = blocks[0].stop - blocks[0].start
+    per_sample = tile_bytes(1, grid, block)
     if per_sample <= budget or batch == 0 or 0 in grid:
-        chunks = _even_slices(batch, max(1, budget // max(per_sample, 1)))  # batch_chunks, budget known
-        return TilePlan(batch, geometry, grid, chunks)
+        chunks = _even_slices(batch, max(1, budget // max(per_sample, 1)))
+        return TilePlan(batch, geometry, grid, chunks, blocks)
     for axis in range(len(grid)):
 
         def size(rows: int, axis: int = axis) -> int:
-            return tile_bytes(1, (1,) * axis + (rows,) + grid[axis + 1 :])
+            return tile_bytes(1, (1,) * axis + (rows,) + grid[axis + 1 :], block)
 
         if size(1) <= budget or axis == len(grid) - 1:
             break
     most = _largest_fitting(grid[axis], lambda rows: size(rows) <= budget)
-    return TilePlan(batch, geometry, grid, None, axis, most)
-
-
-#: Bytes of scratch buffers a thread keeps from one call for the next
-#: (32 MiB): enough for one call at the default budget in two dtypes. A
-#: training loop alternates forward and backward calls whose buffers differ
-#: in size; freed, they go back to the operating system and the next call
-#: faults its pages in again, which tripled the time of a training step of
-#: the MNIST layer (``docs/performance.md``). `release_scratch` frees them.
-KEEP_BYTES = 32 << 20
+    return TilePlan(batch, geometry, grid, None, blocks, axis, most)
 
 
 class _Kept(threading.local):
@@ -313,7 +310,7 @@ def release_scratch() -> None:
     """Free the scratch buffers this thread keeps between calls.
 
     Each thread keeps the temporary buffers of its last calls, up to
-    `KEEP_BYTES`, so that the next call with the same shapes does not fault
+    ``tuning.current().keep_bytes``, so that the next call with the same shapes does not fault
     fresh memory in; this gives that memory back.
     """
     _kept.sets.clear()
@@ -350,7 +347,7 @@ class Scratch:
         if not buffers or self.dtype in _kept.sets:
             return  # nothing to keep, or another Scratch of this dtype, dropped first, kept its own
         size = sum(b.nbytes for b in buffers.values())
-        if _kept.bytes + size <= KEEP_BYTES:
+        if _kept.bytes + size <= tuning.current().keep_bytes:
             _kept.sets[self.dtype] = (buffers, self._layouts, size)
             _kept.bytes += size
 

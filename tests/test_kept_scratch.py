@@ -14,10 +14,10 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from oracles import loop_conv, loop_conv_grads
+from oracles import loop_conv
 
 import im2col_conv as ic
-from im2col_conv import _strategy
+from im2col_conv import tuning
 from im2col_conv import workspace as ws
 
 
@@ -84,24 +84,19 @@ def test_a_second_call_takes_its_buffers_from_the_first():
     assert allocated() > cold / 2
 
 
-def test_zeros_are_trusted_only_when_nothing_else_wrote_the_buffer(monkeypatch):
-    """The shifted strategy keeps its output gradient zero where no output lands;
-    the column strategy writes the same buffer name everywhere in between."""
-    rng = np.random.default_rng(2)
+def test_zeros_are_trusted_only_when_nothing_else_wrote_the_buffer():
+    """A buffer asked for with ``zeroed_for`` is all zeros again after any other writer used it."""
     ws.release_scratch()
-    # The wide grid's extra row and column (4 for 3 outputs) fall on input positions here.
-    x, w = _ints(rng, (2, 3, 8, 8), np.int64), _ints(rng, (4, 3, 3, 3), np.int64)
-    gy = _ints(rng, (2, 4, 3, 3), np.int64)
-    want = loop_conv_grads(gy, x, w, stride=2, pad_pairs=((0, 0), (0, 0)))[:2]
-    for _ in range(2):
-        monkeypatch.setattr(_strategy, "STRATEGY", "shifted")
-        got = ic.conv_backward(gy, x, w, stride=2)
-        assert np.array_equal(got.input, want[0])
-        assert np.array_equal(got.weight, want[1])
-        # Another layer's column backward fills a larger buffer of the same name with non-zeros.
-        monkeypatch.setattr(_strategy, "STRATEGY", "columns")
-        garbage = _ints(rng, (3, 4, 12, 12), np.int64) + 7
-        ic.conv_backward(garbage, _ints(rng, (3, 3, 14, 14), np.int64), _ints(rng, (4, 3, 3, 3), np.int64))
+    scratch = ws.Scratch(np.dtype(np.float64))
+    first = scratch.get("padded", (3, 4), zeroed_for="layout")
+    assert not first.any()
+    first[1:-1, 1:-1] = 5.0  # an interior; the border stays zero and is trusted
+    assert not scratch.get("padded", (3, 4), zeroed_for="layout")[0].any()
+    scratch.get("padded", (5, 5))[...] = 7.0  # another caller of the same name, no zeros promised
+    again = scratch.get("padded", (3, 4), zeroed_for="layout")
+    assert not again.any()
+    scratch.get("padded", (3, 4), zeroed_for="other layout")[...] = 1.0
+    assert not scratch.get("padded", (3, 4), zeroed_for="layout").any()
 
 
 def test_padding_borders_stay_zero_across_calls():
@@ -136,13 +131,13 @@ def test_threads_never_share_buffers():
 
 
 @pytest.mark.parametrize("keep", [0, 1 << 20])
-def test_kept_memory_stays_within_the_bound(keep, monkeypatch):
-    monkeypatch.setattr(ws, "KEEP_BYTES", keep)
+def test_kept_memory_stays_within_the_bound(keep):
     ws.release_scratch()
     rng = np.random.default_rng(5)
     x, w = rng.standard_normal((8, 16, 32, 32)), rng.standard_normal((16, 16, 3, 3))
-    ic.conv_backward(ic.conv(x, w, padding=1), x, w, padding=1)
-    ic.conv(x.astype(np.float32), w.astype(np.float32), padding=1)
+    with tuning.override(keep_bytes=keep):
+        ic.conv_backward(ic.conv(x, w, padding=1), x, w, padding=1)
+        ic.conv(x.astype(np.float32), w.astype(np.float32), padding=1)
     assert _kept_bytes() <= keep
     assert ws.kept_bytes() == _kept_bytes()
     ws.release_scratch()

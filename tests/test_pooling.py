@@ -9,7 +9,7 @@ import pytest
 from pool_oracles import loop_avg_pool, loop_max_pool, loop_max_pool_backward
 
 import im2col_conv as ic
-from im2col_conv import workspace as ws
+from im2col_conv import tuning
 
 
 def _cases():
@@ -236,9 +236,9 @@ def test_empty_batch():
 
 
 @pytest.fixture
-def unbounded_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ws, "CACHE_BYTES", 1 << 40)
-    monkeypatch.setattr(ws, "RESERVED_BYTES", 0)
+def unbounded_cache():
+    with tuning.override(cache_bytes=1 << 40, reserved_bytes=0):
+        yield
 
 
 @pytest.mark.usefixtures("unbounded_cache")

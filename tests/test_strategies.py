@@ -1,30 +1,28 @@
-"""The strategies the engine picks by layer shape compute exactly what the loops do.
+"""Every path the engine picks by layer shape computes exactly what the loops do.
 
-- col2im on the wide grid (`_wide`): rows shorter than `WIDE_MAX_WINDOWS`
-  windows, enough column entries per output-gradient entry and few output
-  channels add whole rows into the input's phases; a non-finite weight takes
-  the plain col2im.
-- Phase-split col2im: `PHASE_SPLIT_MIN_WINDOWS` windows or more along a
-  strided last axis send the backward's col2im through
-  `_polyphase.scatter_by_phase`.
-- One product per sample: a forward tile whose product for one sample takes
-  at most `PER_SAMPLE_MAX_PRODUCT` multiply-adds per group writes each
-  sample's product straight into the output.
+- Forward: one product per sample (at most ``per_sample_max_product``
+  multiply-adds per sample and group) or one tile-wide product.
+- Backward: the column gradient in one tall product, or fused, one kernel
+  offset at a time (``fused_min_channels``, ``fused_min_sample_bytes``).
+- col2im: one addition per kernel offset, or, for kernels larger than their
+  output grid, one per window.
+- Tiles: whole samples, bands of output rows, and blocks of input channels
+  when a single output position with every channel is larger than the budget.
 
-Integer operands make every sum exact, so results must equal the plain-loop
-oracle's bit for bit, whole samples or bands of rows, with or without
-padding and dilation, and for the transposed convolution built on the same
-col2im. (The shifted strategy has its own file, ``test_shifted.py``.)
+Each path is forced through `tuning.override`. Integer operands make every
+sum exact, so results must equal the plain-loop oracle's bit for bit.
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import pytest
 from oracles import loop_conv, loop_conv_grads, loop_conv_transpose, resolve_padding
 
 import im2col_conv as ic
-from im2col_conv import _engine, _strategy
+from im2col_conv import _col2im, tuning
 
 CASES = [
     # (spatial, kernel, stride, padding, dilation, groups)
@@ -32,175 +30,154 @@ CASES = [
     ((4, 67), (2, 3), (1, 2), ((1, 0), (2, 1)), 1, 2),
     ((3, 100), (1, 4), (2, 3), 0, (1, 2), 1),
     ((2, 2, 71), (1, 2, 5), 2, 2, 1, 1),
+    ((9, 8), (3, 3), 1, 1, 1, 1),
+    ((5, 6, 4), (2, 3, 2), 2, 1, 2, 2),
+]
+
+#: Kernels at least as large as their output grid: col2im loops over windows.
+LARGE_KERNELS = [
+    ((12,), (12,), 1, 0, 1, 1),
+    ((9, 10), (7, 8), (2, 1), ((1, 0), (0, 2)), 1, 2),
+    ((6, 7), (3, 4), 1, 0, 2, 1),
+    ((4, 5, 6), (4, 5, 5), 1, 0, 1, 1),
 ]
 
 
-@pytest.fixture
-def split_calls(monkeypatch):
-    """Counts the col2im calls that go through the phases (the plain col2im's strategy)."""
-    monkeypatch.setattr(_strategy, "WIDE_MAX_WINDOWS", 0)
-    calls = []
-    real = _engine.scatter_by_phase
-
-    def counted(*args, **kwargs):
-        calls.append(args[3])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(_engine, "scatter_by_phase", counted)
-    return calls
-
-
-def _windows(spatial, kernel, stride, padding, dilation):
-    pads = resolve_padding(padding, spatial, kernel, stride, dilation)
-    s = np.broadcast_to(stride, len(spatial))[-1]
-    d = np.broadcast_to(dilation, len(spatial))[-1]
-    return (spatial[-1] + sum(pads[-1]) - d * (kernel[-1] - 1) - 1) // s + 1
-
-
-def _gradients_equal_the_loops(case, workspace, seed):
-    """``conv_backward`` on random integers equals the loops; returns ``gy, w, keywords, space``."""
+def _operands(case, seed, n=3):
     spatial, kernel, stride, padding, dilation, groups = case
     rng = np.random.default_rng(seed)
-    x = rng.integers(-4, 5, size=(3, 2 * groups, *spatial))
-    w = rng.integers(-4, 5, size=(2 * groups, 2, *kernel))
+    x = rng.integers(-4, 5, size=(n, 2 * groups, *spatial))
+    w = rng.integers(-4, 5, size=(3 * groups, 2, *kernel))
     keywords = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
     gy = rng.integers(-4, 5, size=ic.conv(x, w, **keywords).shape)
-    space = {} if workspace is None else {"workspace": workspace}
-    grad_x, grad_w, _ = ic.conv_backward(gy, x, w, **keywords, **space)
+    return x, w, gy, keywords
+
+
+def _loops(case, x, w, gy):
+    spatial, kernel, stride, padding, dilation, groups = case
     pads = resolve_padding(padding, spatial, kernel, stride, dilation)
-    want_x, want_w = loop_conv_grads(gy, x, w, stride, pads, dilation, groups)[:2]
+    forward = loop_conv(x, w, None, stride, pads, dilation, groups)
+    return forward, *loop_conv_grads(gy, x, w, stride, pads, dilation, groups)[:2]
+
+
+def _check(case, seed, workspace=None):
+    x, w, gy, keywords = _operands(case, seed)
+    want_y, want_x, want_w = _loops(case, x, w, gy)
+    space = {} if workspace is None else {"workspace": workspace}
+    assert np.array_equal(ic.conv(x, w, **keywords, **space), want_y)
+    grad_x, grad_w, _ = ic.conv_backward(gy, x, w, **keywords, **space)
     assert np.array_equal(grad_x, want_x)
     assert np.array_equal(grad_w, want_w)
-    return gy, w, keywords, space
+    # The transposed convolution is the input-gradient map: the same col2im.
+    spatial, kernel, stride, padding, dilation, groups = case
+    # conv_transpose with the convolution's own weight is its input-gradient map.
+    pads = resolve_padding(padding, spatial, kernel, stride, dilation)
+    leftover = tuple(
+        (n + sum(p) - d * (k - 1) - 1) % s
+        for n, p, k, s, d in zip(
+            spatial,
+            pads,
+            kernel,
+            np.broadcast_to(stride, len(spatial)),
+            np.broadcast_to(dilation, len(spatial)),
+        )
+    )
+    if all(
+        left < max(s, d)
+        for left, s, d in zip(
+            leftover, np.broadcast_to(stride, len(spatial)), np.broadcast_to(dilation, len(spatial))
+        )
+    ):
+        got = ic.conv_transpose(
+            gy,
+            w,
+            stride=stride,
+            padding=pads,
+            output_padding=leftover,
+            groups=groups,
+            dilation=dilation,
+            **space,
+        )
+        want = loop_conv_transpose(gy, w, None, stride, pads, leftover, dilation, groups)
+        assert np.array_equal(got, want)
 
 
 @pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("workspace", [None, 1])
-def test_phase_split_gradients_equal_the_loops(case, workspace, split_calls):
-    spatial, kernel, stride, padding, dilation, _ = case
-    assert _windows(spatial, kernel, stride, padding, dilation) >= _strategy.PHASE_SPLIT_MIN_WINDOWS
-    _gradients_equal_the_loops(case, workspace, seed=len(spatial) * 100 + spatial[-1])
-    assert split_calls, "the phase-split col2im was not taken"
-
-
-def test_phase_split_and_plain_col2im_agree_in_floats(monkeypatch):
-    # Integer-valued floats: the BLAS products are exact too, so the two orders of addition agree.
-    rng = np.random.default_rng(5)
-    x = rng.integers(-4, 5, size=(2, 3, 5, 80)).astype(np.float64)
-    w = rng.integers(-4, 5, size=(4, 3, 3, 3)).astype(np.float64)
-    gy = rng.integers(-4, 5, size=ic.conv(x, w, stride=2, padding=1).shape).astype(np.float64)
-    monkeypatch.setattr(_strategy, "WIDE_MAX_WINDOWS", 0)
-    split = ic.conv_backward(gy, x, w, stride=2, padding=1)
-    monkeypatch.setattr(_strategy, "PHASE_SPLIT_MIN_WINDOWS", 10**9)
-    plain = ic.conv_backward(gy, x, w, stride=2, padding=1)
-    for a, b in zip(split, plain):
-        assert np.array_equal(a, b)
-
-
-def test_transposed_convolution_through_the_phases(split_calls):
-    rng = np.random.default_rng(9)
-    x = rng.integers(-4, 5, size=(2, 4, 3, 40))
-    w = rng.integers(-4, 5, size=(4, 3, 2, 3))
-    y = ic.conv_transpose(x, w, stride=(1, 2), padding=1, output_padding=(0, 1))
-    want = loop_conv_transpose(x, w, None, (1, 2), ((1, 1), (1, 1)), (0, 1))
-    assert np.array_equal(y, want)
-    assert split_calls, "the phase-split col2im was not taken"
-
-
-FORWARD_CASES = [*CASES[:2], ((9, 8), (3, 3), 1, 1, 1, 1), ((5, 6, 4), (2, 3, 2), 2, 1, 2, 2)]
-
-
-@pytest.mark.parametrize("case", FORWARD_CASES)
 @pytest.mark.parametrize("limit", [0, 10**9])
-def test_forward_per_sample_and_tile_wide_equal_the_loops(case, limit, monkeypatch):
-    spatial, kernel, stride, padding, dilation, groups = case
-    monkeypatch.setattr(_strategy, "PER_SAMPLE_MAX_PRODUCT", limit)
-    rng = np.random.default_rng(sum(spatial))
-    x = rng.integers(-4, 5, size=(4, 2 * groups, *spatial))
-    w = rng.integers(-4, 5, size=(3 * groups, 2, *kernel))
-    b = rng.integers(-4, 5, size=3 * groups)
-    keywords = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
-    pads = resolve_padding(padding, spatial, kernel, stride, dilation)
-    want = loop_conv(x, w, b, stride, pads, dilation, groups)
-    assert np.array_equal(ic.conv(x, w, b, **keywords), want)
-    y, _ = ic.conv_forward(x, w, b, **keywords)
-    assert np.array_equal(y, want)
-    assert np.array_equal(ic.conv(x.astype(np.float64), w.astype(np.float64), b, **keywords), want)
+def test_forward_per_sample_and_tile_wide_equal_the_loops(case, limit):
+    with tuning.override(per_sample_max_product=limit):
+        _check(case, seed=sum(case[0]))
 
 
-# --- col2im on the wide grid -----------------------------------------------------------------------
-
-WIDE_CASES = [
-    *CASES,
-    ((9, 8), (3, 3), 1, 1, 1, 1),
-    ((5, 6, 4), (2, 3, 2), 2, 1, 2, 2),
-    ((7, 5), (3, 2), (3, 1), ((2, 0), (0, 1)), (2, 1), 1),
-    ((6,), (4,), 5, 0, 1, 1),  # stride past the kernel: positions no window reads
-]
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("workspace", [None, 1])
+def test_fused_and_tall_column_gradients_equal_the_loops(case, fused, workspace):
+    threshold = 1 if fused else 1 << 30
+    with tuning.override(fused_min_channels=threshold, fused_min_sample_bytes=0):
+        _check(case, seed=len(case[0]), workspace=workspace)
 
 
 @pytest.fixture
-def wide_calls(monkeypatch):
-    """Sends every backward through the wide col2im and counts the tiles that take it."""
-    monkeypatch.setattr(_strategy, "WIDE_MAX_WINDOWS", 10**9)
-    monkeypatch.setattr(_strategy, "WIDE_MIN_COLUMNS_PER_OUTPUT", 0)
-    monkeypatch.setattr(_strategy, "WIDE_MAX_OUTPUT_CHANNELS", 10**9)
+def window_loops(monkeypatch):
+    """Counts the col2im calls that loop over windows rather than kernel offsets."""
     calls = []
-    real = _engine.WideCol2im.add
+    real = _col2im._receptive_field
 
-    def counted(self, *args, **kwargs):
-        calls.append(self.samples)
-        return real(self, *args, **kwargs)
+    def counted(geometry, position):
+        calls.append(position)
+        return real(geometry, position)
 
-    monkeypatch.setattr(_engine.WideCol2im, "add", counted)
+    monkeypatch.setattr(_col2im, "_receptive_field", counted)
     return calls
 
 
-@pytest.mark.parametrize("case", WIDE_CASES)
+@pytest.mark.parametrize("case", LARGE_KERNELS)
 @pytest.mark.parametrize("workspace", [None, 1])
-@pytest.mark.parametrize("fused", [False, True])
-def test_wide_col2im_gradients_equal_the_loops(case, workspace, fused, wide_calls, monkeypatch):
-    spatial, kernel, stride, padding, dilation, groups = case
-    if fused:
-        monkeypatch.setattr(_strategy, "FUSED_MIN_CHANNELS", 1)
-        monkeypatch.setattr(_strategy, "FUSED_MIN_SAMPLE_BYTES", 0)
-    gy, w, keywords, space = _gradients_equal_the_loops(
-        case, workspace, seed=len(spatial) * 100 + spatial[-1] + 7
-    )
-    pads = resolve_padding(padding, spatial, kernel, stride, dilation)
-    want_t = loop_conv_transpose(gy, w, None, stride, pads, 0, dilation, groups)
-    assert np.array_equal(ic.conv_transpose(gy, w, **keywords, **space), want_t)
-    assert wide_calls, "the wide col2im was not taken"
+def test_kernels_larger_than_their_output_add_window_by_window(case, workspace, window_loops):
+    _check(case, seed=7, workspace=workspace)
+    assert window_loops, "col2im did not loop over windows"
 
 
-def test_wide_col2im_leaves_nan_and_inf_where_the_windows_put_them(wide_calls):
-    # Float weights with an inf: the extra positions of the wide grid would add inf * 0 = NaN
-    # where no window reaches, so the engine takes the plain col2im, as the loops show.
-    x = np.ones((2, 1, 7))
-    w = np.array([[[1.0, np.inf]]])
-    gy = np.ones((2, 1, 2))
-    grads = ic.conv_backward(gy, x, w, stride=3)  # windows read x[0:2] and x[3:5]; x[2], x[5:] never
-    want_x = loop_conv_grads(gy, x, w, 3, ((0, 0),), 1, 1)[0]
-    np.testing.assert_array_equal(grads.input, want_x)
-    assert grads.input[0, 0, 2] == 0 and (grads.input[0, 0, 5:] == 0).all()
-    assert not wide_calls, "a non-finite weight must take the plain col2im"
-    # A NaN in the output gradient reaches exactly the positions of its window, wide or not.
-    gy[0, 0, 1] = np.nan
-    grads = ic.conv_backward(gy, x, np.ones_like(w), stride=3)
-    assert wide_calls
-    expected = [False, False, False, True, True, False, False]
-    np.testing.assert_array_equal(np.isnan(grads.input[0, 0]), expected)
-    assert not np.isnan(grads.input[1]).any()
+def test_a_single_position_larger_than_the_workspace_is_cut_into_channel_blocks():
+    rng = np.random.default_rng(3)
+    x = rng.integers(-3, 4, size=(2, 6, 20, 20))
+    w = rng.integers(-3, 4, size=(4, 3, 20, 20))  # a whole-image kernel: one output position
+    gy = rng.integers(-3, 4, size=(2, 4, 1, 1))
+    case = ((20, 20), (20, 20), 1, 0, 1, 2)
+    want_y, want_x, want_w = _loops(case, x, w, gy)
+    with tuning.override(reserved_bytes=0, min_tile_bytes=1):
+        # One channel's column is 3.2 kB (float64): a 5 kB workspace holds one channel at a time.
+        assert np.array_equal(ic.conv(x, w, groups=2, workspace=5000), want_y)
+        grads = ic.conv_backward(gy, x, w, groups=2, workspace=5000)
+    assert np.array_equal(grads.input, want_x)
+    assert np.array_equal(grads.weight, want_w)
 
 
-def test_the_rule_takes_the_wide_col2im_for_short_rows_and_wide_columns():
-    assert _strategy.wide_col2im((16, 16), 75, 32, True)  # the CIFAR first layer
-    assert not _strategy.wide_col2im((26, 26), 9, 8, True)  # MNIST: too few column entries
-    assert not _strategy.wide_col2im((56, 56), 576, 64, True)  # long rows: the plain adds are fast
-    assert not _strategy.wide_col2im((7, 7), 2304, 256, True)  # many output channels: a costly product
-    assert not _strategy.wide_col2im((16, 16), 75, 32, False)  # an output_padding grid
+def test_an_override_holds_only_in_its_own_thread():
+    seen = {}
+    inside = threading.Event()
+    release = threading.Event()
+
+    def proof():
+        with tuning.override(cache_bytes=1, fused_min_channels=1):
+            seen["proof"] = tuning.current().cache_bytes
+            inside.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=proof)
+    thread.start()
+    inside.wait(5)
+    seen["other"] = tuning.current().cache_bytes
+    release.set()
+    thread.join()
+    assert seen == {"proof": 1, "other": tuning.Tuning().cache_bytes}
 
 
-def test_the_rule_multiplies_each_sample_alone_only_while_its_product_is_small():
-    assert _strategy.per_sample(8 * 9, 26 * 26)  # MNIST: 49 thousand multiply-adds per sample
-    assert not _strategy.per_sample(32 * 75, 16 * 16)  # CIFAR: 614 thousand, split over threads
+def test_overrides_reject_unknown_names_and_non_integers():
+    with pytest.raises(TypeError, match="unknown tuning name 'cache'"):
+        with tuning.override(cache=1):
+            pass
+    with pytest.raises(TypeError, match="must be an int"):
+        with tuning.override(cache_bytes=1.5):
+            pass

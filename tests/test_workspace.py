@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import im2col_conv as ic
+from im2col_conv import tuning
 from im2col_conv import workspace as ws
 
 GEOMETRIES = [
@@ -28,9 +29,10 @@ GEOMETRIES = [
 
 
 @pytest.fixture
-def unbounded_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+def unbounded_cache():
     """Let a large workspace mean one chunk for the whole batch."""
-    monkeypatch.setattr(ws, "CACHE_BYTES", 1 << 40)
+    with tuning.override(cache_bytes=1 << 40):
+        yield
 
 
 def _operands(rng, spatial, kernel, groups, n=7, c_in=4, c_out=6, dtype=np.int64):
@@ -154,20 +156,17 @@ def test_workspace_must_be_an_int(bad):
 
 
 @pytest.mark.parametrize("geometry", GEOMETRIES)
-def test_offset_by_offset_column_gradient_equals_stored_one(geometry, monkeypatch):
+def test_offset_by_offset_column_gradient_equals_stored_one(geometry):
     """Both ways of forming W^T @ delta before col2im give identical integers."""
-    from im2col_conv import _strategy
-
     spatial, kernel, stride, padding, dilation, groups = geometry
     rng = np.random.default_rng(11)
     x, w, _ = _operands(rng, spatial, kernel, groups)
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     gy = rng.integers(-5, 6, size=ic.conv(x, w, **kw).shape)
     results = []
-    monkeypatch.setattr(_strategy, "FUSED_MIN_SAMPLE_BYTES", 0)
     for threshold in (1, 1 << 30):
-        monkeypatch.setattr(_strategy, "FUSED_MIN_CHANNELS", threshold)
-        results.append((ic.conv_backward(gy, x, w, **kw, workspace=1), ic.conv_transpose(gy, w, **kw)))
+        with tuning.override(fused_min_sample_bytes=0, fused_min_channels=threshold):
+            results.append((ic.conv_backward(gy, x, w, **kw, workspace=1), ic.conv_transpose(gy, w, **kw)))
     (fused, fused_t), (stored, stored_t) = results
     for got, want in zip(fused, stored):
         assert np.array_equal(got, want)
@@ -182,16 +181,15 @@ def test_bands_of_output_rows_equal_whole_samples(geometry, space, monkeypatch):
     rng = np.random.default_rng(12)
     x, w, b = _operands(rng, spatial, kernel, groups, n=3)
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-    monkeypatch.setattr(ws, "CACHE_BYTES", 1 << 40)
-    whole = ic.conv(x, w, b, **kw, workspace=1 << 40)
-    gy = rng.integers(-5, 6, size=whole.shape)
-    grads_whole = ic.conv_backward(gy, x, w, **kw, workspace=1 << 40)
-    monkeypatch.setattr(ws, "RESERVED_BYTES", 0)
-    monkeypatch.setattr(ws, "MIN_TILE_BYTES", 1)
+    with tuning.override(cache_bytes=1 << 40):
+        whole = ic.conv(x, w, b, **kw, workspace=1 << 40)
+        gy = rng.integers(-5, 6, size=whole.shape)
+        grads_whole = ic.conv_backward(gy, x, w, **kw, workspace=1 << 40)
     plans = _spy_on_plans(monkeypatch)
-    assert np.array_equal(ic.conv(x, w, b, **kw, workspace=space), whole)
-    for got, want in zip(ic.conv_backward(gy, x, w, **kw, workspace=space), grads_whole):
-        assert np.array_equal(got, want)
+    with tuning.override(cache_bytes=1 << 40, reserved_bytes=0, min_tile_bytes=1):
+        assert np.array_equal(ic.conv(x, w, b, **kw, workspace=space), whole)
+        for got, want in zip(ic.conv_backward(gy, x, w, **kw, workspace=space), grads_whole):
+            assert np.array_equal(got, want)
     if space == 700:
         assert not any(plan.whole for plan in plans), "the samples were not cut: nothing was tested"
 
@@ -252,7 +250,7 @@ def test_random_geometries_stay_within_the_workspace_and_equal_the_whole_call(se
     whole_t = ic.conv_transpose(
         gy, np.swapaxes(w, 0, 1).reshape(4, 4 // groups, *kernel), **t_kw, workspace=1 << 40
     )
-    floor = ws.RESERVED_BYTES + ws.MIN_TILE_BYTES
+    floor = tuning.current().reserved_bytes + tuning.current().min_tile_bytes
     for space in (1, 32 << 10, 256 << 10):
         calls = (
             (lambda space=space: ic.conv(x, w, b, **kw, workspace=space), whole),
@@ -289,18 +287,18 @@ def test_three_d_samples_are_cut_along_every_axis():
 def test_the_planner_is_logarithmic_in_the_rows():
     calls = []
 
-    def tile_bytes(samples, out):
+    def tile_bytes(samples, out, channels):
         calls.append(out)
         return samples * out[0] * 64
 
     geometry = ic.ConvGeometry.create(480_000, 3)
-    tiles = ws.plan_tiles(1, geometry, tile_bytes, 1 << 20)
+    tiles = ws.plan_tiles(1, geometry, tile_bytes, 1 << 20, 1)
     assert len(calls) < 64, len(calls)
     assert sum(t.window[0].stop - t.window[0].start for t in tiles) == geometry.output_size[0]
 
 
 def test_a_tiny_workspace_costs_in_proportion():
-    # workspace=1 means tiles of MIN_TILE_BYTES: a bounded number of them, not one per position.
+    # workspace=1 means tiles of min_tile_bytes: a bounded number of them, not one per position.
     geometry = ic.ConvGeometry.create(100_000, 3)
-    tiles = ws.plan_tiles(1, geometry, lambda n, out: n * out[0] * 40, 1)
-    assert len(tiles) <= 2 * (100_000 * 40 // ws.MIN_TILE_BYTES)
+    tiles = ws.plan_tiles(1, geometry, lambda n, out, c: n * out[0] * 40, 1, 1)
+    assert len(tiles) <= 2 * (100_000 * 40 // tuning.current().min_tile_bytes)

@@ -33,9 +33,9 @@ What was proved, for every geometry listed (input size, kernel, stride, padding,
      int64 at the default workspace; float64 with a 1-byte workspace (one sample and one output row per tile);
      float64 and complex128 with a few samples or rows per tile; batches of up to 8 samples with a probe in
      every sample position; 1x1 pointwise kernels; the fused column gradient; bands in the after-padding;
-     the strategies picked by layer shape (one product per sample or per tile, col2im into the phases of a
-     strided axis, col2im on the wide grid of the input's phases), small geometries taking them with the
-     size rules lowered or switched; the shifted strategy (forced);
+     one input channel at a time (a 1-byte workspace); the paths picked by layer shape (one product per
+     sample or per tile, col2im by kernel offsets or, for kernels larger than their output, by windows),
+     small geometries taking them with the size rules lowered through a scoped override;
   3. the bias term of formula (4), and the argument normalisation against the documented rules.
 Premises, each checked: every map is bilinear (linear in the bias) and the samples of a batch do not
 interact (random signed batches against the explicit maps); the packed probes carried no digit (every read

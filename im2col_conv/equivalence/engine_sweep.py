@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .. import _strategy
+from .. import tuning
 from ..geometry import PaddingLike
 from .engine_proof import DEFAULT_PATHS, EnginePath, prove_engine
 from .probing import strategies_at_small_sizes
@@ -24,7 +24,7 @@ __all__ = ["FUSED_CHANNELS", "EngineCase", "default_cases", "exhaustive_cases", 
 
 #: Input channels per group from which the engine makes the column gradient one
 #: kernel offset at a time (the "fused" path); the sweep proves that path too.
-FUSED_CHANNELS: int = _strategy.FUSED_MIN_CHANNELS
+FUSED_CHANNELS: int = tuning.Tuning().fused_min_channels
 
 #: Channel settings ``(groups, C_in, C_out)``.
 _CHANNELS = ((1, 1, 1), (1, 2, 3), (2, 2, 2), (2, 4, 2), (2, 2, 4))
@@ -43,12 +43,8 @@ class EngineCase:
         As passed to the functions (``"same"`` or the pairs).
     paths : tuple of EnginePath
     small_strategies : bool
-        Prove it with the thresholds of the shape-chosen strategies lowered
+        Prove it with the thresholds of the shape-chosen paths lowered
         (`strategies_at_small_sizes`), so that it takes them.
-    shifted : bool
-        Prove it with every pass on the shifted strategy.
-    wide : bool
-        Prove it with every backward's col2im on the wide grid (`im2col_conv._wide`).
     """
 
     category: str
@@ -56,14 +52,12 @@ class EngineCase:
     padding: PaddingLike
     paths: tuple[EnginePath, ...]
     small_strategies: bool = False
-    shifted: bool = False
-    wide: bool = False
 
     def prove(self) -> Proof:
         """Run `prove_engine` on this case."""
-        if not (self.small_strategies or self.shifted or self.wide):
+        if not self.small_strategies:
             return prove_engine(self.layout, self.padding, self.paths)
-        with strategies_at_small_sizes(shifted=self.shifted, wide=self.wide):
+        with strategies_at_small_sizes():
             return prove_engine(self.layout, self.padding, self.paths)
 
 
@@ -145,37 +139,23 @@ def _special() -> Iterator[EngineCase]:
 
 
 def _strategies() -> Iterator[EngineCase]:
-    """The strategies chosen by layer shape, at small sizes (col2im by phases, wide), and the shifted one."""
-    split = "col2im into phases (strided axis)"
+    """The paths chosen by layer shape at small sizes: the tile-wide forward, large kernels."""
+    wide = "tile-wide forward product"
     for size, k, s, pad, dil in (((9,), 3, 2, (1, 1), 1), ((12,), 2, 3, (0, 2), 2)):
         layout = Layout(size, (k,), (s,), (pad,), (dil,), 2, 2, 1)
-        yield EngineCase(split, layout, (pad,), (), small_strategies=True)
+        yield EngineCase(wide, layout, (pad,), (), small_strategies=True)
     layout = Layout((3, 8), (2, 3), (1, 2), ((1, 0), (1, 1)), (1, 1), 2, 2, 2)
-    yield EngineCase(split, layout, layout.padding, (), small_strategies=True)
-    shifted = "shifted strategy (on request)"
-    for n, stride, pair, g in ((7, 1, (1, 1), 1), (8, 2, (1, 0), 2)):
-        layout = Layout((n,), (3,), (stride,), (pair,), (1,), 2 * g, 2, g)
-        yield EngineCase(shifted, layout, (pair,), DEFAULT_PATHS, shifted=True)
-    layout = Layout((3, 4), (2, 2), (1, 2), ((0, 1), (1, 1)), (1, 1), 2, 3, 1)
-    yield EngineCase(shifted, layout, layout.padding, DEFAULT_PATHS, shifted=True)
-
-
-def _wide() -> Iterator[EngineCase]:
-    """col2im on the wide grid, forced on every backward pass, fused or not."""
-    category = "col2im on the wide grid (whole rows)"
-    one_d = (((9,), 3, 2, (1, 1), 1, 1), ((12,), 2, 3, (0, 2), 2, 2), ((6,), 4, 5, (0, 0), 1, 1))
-    for size, k, s, pad, dil, g in one_d:
-        layout = Layout(size, (k,), (s,), (pad,), (dil,), 2 * g, 2, g)
-        yield EngineCase(category, layout, (pad,), DEFAULT_PATHS, wide=True)
-    for size2, kernel, stride, pads, g in (
-        ((3, 8), (2, 3), (1, 2), ((1, 0), (1, 1)), 2),
-        ((4, 5), (3, 2), (2, 1), ((0, 2), (1, 0)), 1),
-    ):
-        layout = Layout(size2, kernel, stride, pads, (1, 1), 2, 2 * g, g)
-        yield EngineCase(category, layout, pads, DEFAULT_PATHS, wide=True)
-    for size, k, s, pad, _, _ in one_d[:2]:
-        layout = Layout(size, (k,), (s,), (pad,), (1,), FUSED_CHANNELS, 1, 1)
-        yield EngineCase(f"{category}, fused", layout, (pad,), (), small_strategies=True, wide=True)
+    yield EngineCase(wide, layout, layout.padding, (), small_strategies=True)
+    large = "kernel larger than its output (col2im by windows)"
+    boxes = (
+        ((6,), (5,), (1,), ((0, 0),), 1),
+        ((7,), (4,), (2,), ((1, 2),), 2),
+        ((4, 5), (4, 3), (1, 2), ((0, 1), (1, 0)), 1),
+        ((3, 3, 4), (3, 2, 4), (1, 1, 1), ((0, 0), (1, 0), (0, 0)), 2),
+    )
+    for shape, kernel, stride, pads, g in boxes:
+        layout = Layout(shape, kernel, stride, pads, (1,) * len(shape), 2 * g, 2, g)
+        yield EngineCase(large, layout, pads, DEFAULT_PATHS)
 
 
 def default_cases() -> list[EngineCase]:
@@ -187,12 +167,12 @@ def default_cases() -> list[EngineCase]:
         1-D geometries (sizes 1-7, kernels 1-4, strides 1-3, dilation 1-2,
         five paddings, five channel settings), ``"same"`` padding, random
         2-D and 3-D geometries, pointwise kernels with several samples, the
-        fused column gradient, row bands lying in the after-padding, and the
-        strategies chosen by layer shape (phase-split col2im, col2im on the
-        wide grid), and the shifted strategy, which runs only on request. Each is proved at int64 with the
-        default workspace and on one of the tiled paths (workspace 1 byte, a
-        few samples or rows per tile in float64, complex128) in turn; the
-        shifted cases on every path.
+        fused column gradient, row bands lying in the after-padding, the
+        tile-wide forward product, and kernels larger than their output
+        (col2im by windows). Each is proved at int64 with the default
+        workspace and on one of the tiled paths (workspace 1 byte: single
+        positions and one channel at a time; a few samples or rows per tile
+        in float64, complex128) in turn; the large kernels on every path.
 
     Examples
     --------
@@ -200,7 +180,7 @@ def default_cases() -> list[EngineCase]:
     True
     """
     cases = [*_one_d(), *_same(), *_multi_d(80, 2, 11), *_multi_d(20, 3, 13), *_special()]
-    cases += [*_strategies(), *_wide()]
+    cases += [*_strategies()]
     return [replace(c, paths=c.paths or _paths(i)) for i, c in enumerate(cases)]
 
 

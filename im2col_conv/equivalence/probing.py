@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from .. import _strategy, workspace
+from .. import tuning
 from .._operands import ConvGrads
 from ..geometry import ConvGeometry, IntOrTuple, PaddingLike
 
@@ -214,54 +214,32 @@ def parameter_gradient_tensors(
 def tiles_as_small_as(space: int | None) -> Iterator[None]:
     """Let an explicit workspace cut the proof's small samples as it cuts large ones.
 
-    The engine never makes tiles smaller than ``MIN_TILE_BYTES`` plus the
-    reserve; the probe geometries are smaller than that, so with those floors
-    a tiny workspace would not cut them at all. Lowering both for the call
-    exercises the band and multi-tile code that a large sample reaches with
-    the same workspace (the code does not depend on the floors' values).
+    The engine never makes tiles smaller than ``min_tile_bytes``; the probe
+    geometries are smaller than that, so with that floor a tiny workspace
+    would not cut them at all. Lowering it for the call (through
+    `tuning.override`, in this thread only) exercises the band, single
+    position and channel-block code that a large sample reaches with the
+    same workspace (the code does not depend on the floor's value).
     """
     if space is None:
         yield
         return
-    saved = workspace.MIN_TILE_BYTES, workspace.RESERVED_BYTES
-    workspace.MIN_TILE_BYTES, workspace.RESERVED_BYTES = 1, 128 << 10
-    try:
+    with tuning.override(min_tile_bytes=1, reserved_bytes=128 << 10):
         yield
-    finally:
-        workspace.MIN_TILE_BYTES, workspace.RESERVED_BYTES = saved
 
 
 @contextmanager
-def strategies_at_small_sizes(*, shifted: bool = False, wide: bool = False) -> Iterator[None]:
-    """Let the proof's small geometries take the strategies chosen by layer shape.
+def strategies_at_small_sizes() -> Iterator[None]:
+    """Let the proof's small geometries take the paths chosen by layer shape.
 
-    The engine adds into the phases of a strided last axis only from
-    `PHASE_SPLIT_MIN_WINDOWS` windows on and fuses the column gradient with
-    col2im only for samples of `FUSED_MIN_SAMPLE_BYTES` or more; explicit
-    maps of geometries that large cost minutes. Lowering the thresholds for
-    the call sends small geometries down the same code (which does not depend
-    on the thresholds' values). The forward's one-product-per-sample rule,
-    which every small geometry takes, is switched off instead, so that these
-    cases prove the tile-wide product and its transposing copy. The col2im
-    on the wide grid, which many small geometries take by default, is
-    switched off too, so that the plain col2im's strategies are proved; with
-    ``wide`` it is taken by every backward pass instead. With ``shifted``,
-    every pass takes the shifted strategy instead of columns.
+    The engine fuses the column gradient with col2im only for samples of
+    ``fused_min_sample_bytes`` or more; explicit maps of geometries that
+    large cost minutes. Lowering the threshold for the call (through
+    `tuning.override`, in this thread only) sends small geometries down the
+    same code, which does not depend on the threshold's value. The forward's
+    one-product-per-sample rule, which every small geometry takes, is
+    switched off instead, so that these cases prove the tile-wide product
+    and its transposing copy.
     """
-    settings = {
-        "PHASE_SPLIT_MIN_WINDOWS": 2,
-        "FUSED_MIN_SAMPLE_BYTES": 0,
-        "PER_SAMPLE_MAX_PRODUCT": 0,
-        "STRATEGY": "shifted" if shifted else _strategy.STRATEGY,
-        "WIDE_MAX_WINDOWS": 2**62 if wide else 0,
-        "WIDE_MIN_COLUMNS_PER_OUTPUT": 0,
-        "WIDE_MAX_OUTPUT_CHANNELS": 2**62,
-    }
-    saved = {name: getattr(_strategy, name) for name in settings}
-    for name, value in settings.items():
-        setattr(_strategy, name, value)
-    try:
+    with tuning.override(fused_min_sample_bytes=0, per_sample_max_product=0):
         yield
-    finally:
-        for name, value in saved.items():
-            setattr(_strategy, name, value)
