@@ -128,13 +128,12 @@ class Engine:
     # -- forward -----------------------------------------------------------------------------------
 
     def _forward_bytes(self, c_out: int) -> TileBytes:
-        """Temporary bytes of a forward tile: its lowering, its product and a weight block."""
+        """Temporary bytes of a forward tile: its lowering and its product."""
         geometry, g = self.geometry, self.groups
 
         def tile_bytes(samples: int, out: tuple[int, ...], channels: int) -> int:
             lowering = lowering_elements(geometry, g * channels, samples, out)
-            weights = c_out * channels * geometry.kernel_volume
-            return self._bytes(lowering + samples * c_out * math.prod(out) + weights)
+            return self._bytes(lowering + samples * c_out * math.prod(out))
 
         return tile_bytes
 
@@ -262,12 +261,14 @@ class Engine:
         sample_bytes = self._bytes(self.groups * c_in_g * self.geometry.kernel_volume * positions)
         return c_in_g >= tuned.fused_min_channels and sample_bytes >= tuned.fused_min_sample_bytes
 
-    def _backward_bytes(self, weight: NDArray[Any], fused: bool, weights: bool, lowers: bool) -> TileBytes:
+    def _backward_bytes(
+        self, batch: int, weight: NDArray[Any], fused: bool, weights: bool, lowers: bool
+    ) -> TileBytes:
         """Temporary bytes of a backward tile.
 
-        Its output gradient, column gradient and col2im, a weight block (and
-        fused, the weight by offset); with ``weights`` the weight gradient's
-        product, with ``lowers`` the lowering too.
+        Its output gradient, column gradient and col2im (and fused, the weight
+        by offset); with ``weights`` the weight gradient's product, unless one
+        tile holds the whole call, with ``lowers`` the lowering too.
         """
         geometry, g, grid = self.geometry, self.groups, self.grid
         volume, c_out = geometry.kernel_volume, weight.shape[0]
@@ -278,7 +279,8 @@ class Engine:
             c_in = g * channels
             elements = samples * (c_out + c_in * (1 if fused else volume)) * positions
             elements += col2im_elements(geometry, c_in, samples, out, out == grid, False)
-            elements += (2 + weights) * c_out * channels * volume + offsets  # weight block, its product
+            alone = samples == batch and out == grid  # the product is written into the gradient itself
+            elements += (0 if alone or not weights else c_out * channels * volume) + offsets
             if lowers:
                 elements += lowering_elements(geometry, c_in, samples, out)
             return self._bytes(elements)
@@ -303,7 +305,7 @@ class Engine:
         # Fewer windows than kernel offsets: col2im loops over windows, from the whole column gradient.
         fused = math.prod(grid) >= geometry.kernel_volume and self._fused(c_in_g, math.prod(grid))
         w_offsets = self._offset_weights(weight) if fused else None
-        tile_bytes = self._backward_bytes(weight, fused, x is not None, x is not None and columns is None)
+        tile_bytes = self._backward_bytes(n, weight, fused, x is not None, x is not None and columns is None)
         tiles = plan_tiles(n, geometry, tile_bytes, self.workspace, c_in_g, grid_size=grid)
         grad_w = None if x is None else np.zeros(w.shape, self.dtype)
         grad_x = (np.empty if tiles.whole else np.zeros)((n, g * c_in_g, *geometry.input_size), self.dtype)
@@ -315,7 +317,9 @@ class Engine:
                 delta_t = self._tile_delta(rows, conjugate)
             w_block = self._weight_block(w, tile)
             if grad_w is not None:
-                self._add_weight_gradient(grad_w, delta_t, self._tile_columns(x, columns, tile), tile)
+                cols = self._tile_columns(x, columns, tile)
+                first = tile.batch.start == 0 and not any(rows.start for rows in tile.window)
+                self._add_weight_gradient(grad_w, delta_t, cols, tile, first)
             blocks = self._column_gradient(delta_t, w_block, w_offsets, tile)
             add_tile(by_group[:, :, tile.channels], blocks, tile, self.scratch.get, grid=grid, split=False)
         if conjugate:
@@ -325,17 +329,20 @@ class Engine:
         return grad_x, grad_w
 
     def _add_weight_gradient(
-        self, grad_w: NDArray[Any], delta_t: NDArray[Any], cols: NDArray[Any], tile: Tile
+        self, grad_w: NDArray[Any], delta_t: NDArray[Any], cols: NDArray[Any], tile: Tile, first: bool
     ) -> None:
-        """``grad_w[..., tile's channels] += delta_t @ cols^T``."""
-        part = self.scratch.get("grad_weight", (*delta_t.shape[:2], cols.shape[1]))
-        _matmul(delta_t, cols.swapaxes(1, 2), out=part)
-        if tile.all_channels:
-            grad_w += part
+        """``grad_w[..., tile's channels] (+)= delta_t @ cols^T``: written by the first tile, then added."""
+        target = grad_w
+        if not tile.all_channels:
+            g, c_out_g = grad_w.shape[:2]
+            volume = self.geometry.kernel_volume
+            target = grad_w.reshape(g, c_out_g, -1, volume)[:, :, tile.channels].reshape(g, c_out_g, -1)
+        if first:
+            _matmul(delta_t, cols.swapaxes(1, 2), out=target)
             return
-        g, c_out_g = grad_w.shape[:2]
-        volume = self.geometry.kernel_volume
-        grad_w.reshape(g, c_out_g, -1, volume)[:, :, tile.channels] += part.reshape(g, c_out_g, -1, volume)
+        part = self.scratch.get("grad_weight", target.shape)
+        _matmul(delta_t, cols.swapaxes(1, 2), out=part)
+        target += part
 
     def _offset_weights(self, weight: NDArray[Any]) -> NDArray[Any]:
         """``(K, g, C_in/g, C_out/g)``: the transposed weight of each kernel offset.

@@ -52,8 +52,9 @@ class Reader:
     x : ndarray, shape (nb, C, *input_size)
     geometry : ConvGeometry
     buffers : callable
-        ``buffers(name, shape)``; holds the phases, ``x.size`` elements
-        (rounded up per row).
+        ``buffers(name, shape)``; holds the phases: ``x.size`` elements
+        (rounded up per row), asked for as the windows' whole reach, so that
+        every band of a call fits in the buffer made for the first.
     """
 
     def __init__(self, x: NDArray[Any], geometry: ConvGeometry, buffers: Buffers) -> None:
@@ -63,7 +64,11 @@ class Reader:
         if splits(geometry) and x.size:
             width = x.shape[-1]
             s = self.stride
-            phases = buffers("phases", (s, *x.shape[:-1], -(-width // s)))
+            extent = tuple(max(n, r) for n, r in zip(x.shape[2:], geometry.reach()))
+            room = buffers("phases", (s, *x.shape[:2], *extent[:-1], -(-extent[-1] // s)))
+            phases = room[
+                (slice(None),) * 3 + tuple(slice(0, n) for n in x.shape[2:-1]) + (slice(0, -(-width // s)),)
+            ]
             for r in range(s):
                 np.copyto(phases[r, ..., : _length(width, r, s)], x[..., r::s])
             self.phases = phases

@@ -363,6 +363,7 @@ class Scratch:
         buffer = self._buffers.get(name)
         fresh = buffer is None or buffer.size < size
         if fresh:
+            self._buffers.pop(name, None)  # freed before its successor is made, where nothing else holds it
             view = np.empty(shape, self.dtype)
             self._buffers[name] = view.reshape(-1)
         else:
