@@ -22,7 +22,7 @@ import pytest
 from oracles import loop_conv, loop_conv_grads, loop_conv_transpose, resolve_padding
 
 import im2col_conv as ic
-from im2col_conv import _col2im, tuning
+from im2col_conv import _col2im, _engine, tuning
 
 CASES = [
     # (spatial, kernel, stride, padding, dilation, groups)
@@ -154,24 +154,46 @@ def test_a_single_position_larger_than_the_workspace_is_cut_into_channel_blocks(
     assert np.array_equal(grads.weight, want_w)
 
 
-def test_an_override_holds_only_in_its_own_thread():
-    seen = {}
-    inside = threading.Event()
-    release = threading.Event()
+def test_an_override_holds_only_in_its_own_thread(monkeypatch):
+    """A proof-sized override on one thread; another thread's calls keep the default plan meanwhile."""
+    plans = {}
+    real = _engine.plan_tiles
+
+    def spy(*args, **kwargs):
+        plan = real(*args, **kwargs)
+        plans.setdefault(threading.current_thread().name, []).append((plan.whole, len(plan)))
+        return plan
+
+    monkeypatch.setattr(_engine, "plan_tiles", spy)
+    x, w, gy, keywords = _operands(CASES[4], seed=5)
+    want = _loops(CASES[4], x, w, gy)
+    inside, done = threading.Event(), threading.Event()
+    failures = []
 
     def proof():
-        with tuning.override(cache_bytes=1, fused_min_channels=1):
-            seen["proof"] = tuning.current().cache_bytes
+        with tuning.override(
+            min_tile_bytes=1, reserved_bytes=0, fused_min_sample_bytes=0, fused_min_channels=1
+        ):
             inside.set()
-            release.wait(5)
+            while not done.is_set():
+                grads = ic.conv_backward(gy, x, w, **keywords, workspace=1)
+                if not np.array_equal(grads.input, want[1]):
+                    failures.append("proof thread")
 
-    thread = threading.Thread(target=proof)
+    thread = threading.Thread(target=proof, name="proof")
     thread.start()
     inside.wait(5)
-    seen["other"] = tuning.current().cache_bytes
-    release.set()
-    thread.join()
-    assert seen == {"proof": 1, "other": tuning.Tuning().cache_bytes}
+    try:
+        for _ in range(20):
+            grads = ic.conv_backward(gy, x, w, **keywords, workspace=1)
+            if not np.array_equal(grads.input, want[1]):
+                failures.append("main thread")
+    finally:
+        done.set()
+        thread.join()
+    assert failures == []
+    assert plans["proof"] and all(not whole for whole, _ in plans["proof"])  # cut to single positions
+    assert all(whole for whole, _ in plans[threading.current_thread().name])  # whole samples, as by default
 
 
 def test_overrides_reject_unknown_names_and_non_integers():
