@@ -244,7 +244,7 @@ def test_max_pool_backward_uses_the_forwards_windows() -> None:
 @pytest.mark.parametrize(
     ("make", "name", "value", "error", "match"),
     [
-        (lambda: AvgPool(2), "divisor_override", 0, ValueError, "divisor_override must be a non-zero int, got 0"),
+        (lambda: AvgPool(2), "divisor_override", 0, ValueError, "divisor_override must be a non-zero int"),
         (lambda: AvgPool(2), "count_include_pad", "no", TypeError, "count_include_pad must be True or False"),
         (lambda: MaxPool(2), "ceil_mode", 1.5, TypeError, "ceil_mode must be True or False"),
         (lambda: MaxPool(2), "stride", 0, ValueError, "stride entries must be >= 1"),
