@@ -167,8 +167,8 @@ class Layer:
         Parameters
         ----------
         set_to_none : bool, optional
-            Set every gradient to None (default, PyTorch's default too), or
-            to an array of zeros of its parameter's shape and dtype.
+            Set every gradient to None (default True, as in PyTorch), or,
+            if False, to an array of zeros of its parameter's shape and dtype.
         """
         none = as_flag(set_to_none, "set_to_none")
         for name, value in self.named_parameters():

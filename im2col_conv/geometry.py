@@ -3,7 +3,7 @@
 Everything about *where* a convolution reads lives here: turning the user's
 ``stride``/``padding``/``dilation`` arguments into per-dimension tuples,
 checking them, and computing output sizes. The lowering and the matrix
-products never look at the raw arguments, only at a [`ConvGeometry`][im2col_conv.geometry.ConvGeometry].
+products never look at the raw arguments, only at a `ConvGeometry`.
 """
 
 from __future__ import annotations
@@ -54,8 +54,14 @@ def normalize_padding(
     ----------
     padding : str, int, sequence of int, or sequence of (int, int)
         The user's padding argument.
-    input_size, kernel_size, stride, dilation : sequence of int
-        Per-dimension geometry, already normalised (used by ``"same"``).
+    input_size : sequence of int
+        Unpadded spatial size of the input (used by ``"same"``).
+    kernel_size : sequence of int
+        Spatial size of the kernel, one entry per dimension.
+    stride : sequence of int
+        Per-dimension stride, already normalised (used by ``"same"``).
+    dilation : sequence of int
+        Per-dimension kernel dilation, already normalised (used by ``"same"``).
 
     Returns
     -------
@@ -107,8 +113,7 @@ def normalize_padding(
 class ConvGeometry:
     """Where every window of a convolution reads, per spatial dimension.
 
-    Build it with [`ConvGeometry.create`][im2col_conv.geometry.ConvGeometry.create], which validates the
-    arguments;
+    Build it with `ConvGeometry.create`, which validates the arguments;
     the constructor trusts its inputs. The sizes it derives are computed on
     first use and kept, as the fields never change.
 
@@ -118,10 +123,12 @@ class ConvGeometry:
         Unpadded spatial size of the input, ``(*spatial)``.
     kernel_size : tuple of int
         Spatial size of the (undilated) kernel.
-    stride, dilation : tuple of int
-        Per-dimension stride and kernel dilation, all ``>= 1``.
+    stride : tuple of int
+        Per-dimension stride, all ``>= 1``.
     padding : tuple of (int, int)
         Zero padding ``(before, after)`` per dimension.
+    dilation : tuple of int
+        Per-dimension kernel dilation, all ``>= 1``.
     """
 
     input_size: tuple[int, ...]
@@ -201,7 +208,7 @@ class ConvGeometry:
         forward convolution from that output size back to ``input_size``
         windows: its ``input_size`` is the transposed output size, and its
         window grid is ``input_size`` (one more than
-        [`output_size`][im2col_conv.geometry.ConvGeometry.output_size] in a
+        `output_size` in a
         dimension where ``output_padding`` reaches a new window's start).
 
         Raises
@@ -282,9 +289,9 @@ class ConvGeometry:
         ----------
         grid_size : sequence of int, optional
             Windows per dimension; default
-            [`output_size`][im2col_conv.geometry.ConvGeometry.output_size]. The positions
+            `output_size`. The positions
             past the reach of the output grid are the
-            [`leftover`][im2col_conv.geometry.ConvGeometry.leftover].
+            `leftover`.
         """
         grid = self.output_size if grid_size is None else grid_size
         return tuple((g - 1) * s + e for g, s, e in zip(grid, self.stride, self.kernel_extent))
@@ -360,11 +367,13 @@ def output_size(
         Spatial size of the input, without batch or channel axes.
     kernel_size : int or sequence of int
         Spatial size of the kernel.
-    stride, dilation : int or sequence of int, optional
-        Per-dimension stride and kernel dilation (default 1).
+    stride : int or sequence of int, optional
+        Per-dimension stride (default 1).
     padding : str, int, sequence of int or of (int, int), optional
         ``"valid"``, ``"same"``, symmetric amounts or ``(before, after)``
         pairs (default 0).
+    dilation : int or sequence of int, optional
+        Per-dimension kernel dilation (default 1).
 
     Returns
     -------
@@ -389,6 +398,13 @@ def output_size(
 def padding_spec(padding: PaddingLike, ndim: int) -> str | tuple[tuple[int, int], ...]:
     """Check a padding argument before the input size is known.
 
+    Parameters
+    ----------
+    padding : str, int, sequence of int or of (int, int)
+        The user's padding argument.
+    ndim : int
+        Number of spatial dimensions.
+
     Returns
     -------
     str or tuple of (int, int)
@@ -399,7 +415,7 @@ def padding_spec(padding: PaddingLike, ndim: int) -> str | tuple[tuple[int, int]
     Raises
     ------
     TypeError, ValueError
-        As [`normalize_padding`][im2col_conv.geometry.normalize_padding].
+        As `normalize_padding`.
 
     Examples
     --------

@@ -121,8 +121,10 @@ class Conv(Layer):
         True in training mode (after construction), False after `eval`.
     dtype : numpy.dtype
         The parameters' dtype.
-    stride, dilation : tuple of int
-        Normalised per-dimension values.
+    stride : tuple of int
+        Normalised per-dimension stride.
+    dilation : tuple of int
+        Normalised per-dimension dilation.
     padding : str or tuple of (int, int)
         ``"same"``/``"valid"``, or one ``(before, after)`` pair per dimension.
 
