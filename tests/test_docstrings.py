@@ -69,12 +69,8 @@ def _callables() -> Iterator[tuple[str, Any, inspect.Signature, bool]]:
                     yield f"{name}.{attr}", member, inspect.signature(member), False
                 else:
                     yield f"{name}.{attr}", member, inspect.signature(member), True
-            for base in obj.__mro__[1:-1]:  # methods inherited from a private base class
-                if (
-                    base.__module__.startswith("im2col_conv")
-                    and base.__name__.startswith("_")
-                    or (base.__name__ == "Layer")
-                ):
+            for base in obj.__mro__[1:-1]:  # methods inherited from the package's base classes
+                if base.__module__.startswith("im2col_conv"):
                     for attr, member in vars(base).items():
                         if not attr.startswith("_") and inspect.isfunction(member) and attr not in vars(obj):
                             yield f"{name}.{attr}", member, inspect.signature(member), True
