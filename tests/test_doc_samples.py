@@ -156,3 +156,22 @@ def test_every_docstring_example_is_collected(module_name: str) -> None:
         f"{module_name}: {written} '>>>' lines in the file, {collected} doctest examples collected "
         "(an example in a closure, a comment or a private object doctest does not reach?)"
     )
+
+
+# -- the PyTorch page -----------------------------------------------------------------------------
+
+
+def test_the_pytorch_page_names_every_counterpart() -> None:
+    text = (ROOT / "docs" / "pytorch.md").read_text(encoding="utf-8")
+    torch_names = ["unfold", "fold", "nn.Conv2d", "nn.MaxPool2d", "nn.AvgPool2d", "nn.Unfold", "nn.Fold"]
+    torch_names += ["torch.nn.functional.conv2d", "torch.nn.functional.unfold", "torch.nn.functional.fold"]
+    for kind in ("conv", "conv_transpose", "max_pool", "avg_pool"):
+        torch_names += [f"{kind}{d}d" for d in (1, 2, 3)]
+    for d in (1, 2, 3):
+        torch_names += [f"nn.Conv{d}d", f"nn.MaxPool{d}d", f"nn.AvgPool{d}d"]
+    missing = [name for name in torch_names if name not in text]
+    assert not missing, f"docs/pytorch.md does not mention {missing}"
+    ours = [name for name in im2col_conv.__all__ if name not in ("Columns", "ConvGeometry", "output_size")]
+    assert not [name for name in ours if f"`{name}" not in text and f"{name}(" not in text]
+    nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    assert "pytorch.md" in nav
