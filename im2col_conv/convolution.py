@@ -42,9 +42,8 @@ __all__ = ["Columns", "ConvGrads", "conv", "conv_backward", "conv_forward", "con
 class Columns(NamedTuple):
     """The column matrix of one forward pass, kept so the backward pass need not rebuild it.
 
-    Returned by `conv_forward` and accepted by
-    `conv_backward`.
-    Holding it costs ``prod(kernel)`` times the memory of the input.
+    Returned by `conv_forward` and accepted by `conv_backward`. Holding it
+    costs ``prod(kernel)`` times the memory of the input.
 
     Attributes
     ----------
@@ -137,10 +136,9 @@ def conv(
     groups : int, optional
         Split channels into this many independent convolutions (default 1).
     workspace : int, optional
-        Bound in bytes on the temporary memory of the call (default 64 MiB).
-        The batch is lowered a few samples at a time to stay within it; a
-        sample too large for it, a band of output rows at a time (see the
-        docs page "Dtypes, exactness and memory").
+        Bound in bytes on the temporary memory of the call (default 64 MiB):
+        the batch is lowered a few samples, or a band of output rows, at a
+        time (see the docs page "Dtypes, exactness and memory").
 
     Returns
     -------
@@ -185,11 +183,10 @@ def conv_forward(
     dilation: IntOrTuple = 1,
     groups: int = 1,
 ) -> tuple[NDArray[Any], Columns]:
-    """`conv`, also returning the column matrix for
-    `conv_backward`.
+    """`conv`, also returning the column matrix for `conv_backward`.
 
-    The whole column matrix is kept, ``prod(kernel)`` times the size of
-    ``input``, so no workspace limit applies.
+    The whole column matrix, ``prod(kernel)`` times the size of ``input``, is
+    kept: no workspace limit applies.
 
     Parameters
     ----------
@@ -303,23 +300,20 @@ def conv_backward(
         The column matrix returned by `conv_forward` for this ``input``
         (default None); if given, ``input`` is not lowered again.
     workspace : int, optional
-        Bound in bytes on the temporary memory of the call (default 64 MiB),
-        as for `conv`.
+        Bound in bytes on the call's temporary memory (default 64 MiB).
 
     Returns
     -------
     ConvGrads
         ``(input, weight, bias)`` gradients, shaped like ``input``, ``weight``
-        and ``(C_out,)``, of the dtype `conv` gives for
-        ``grad_output``, ``input`` and ``weight``. For complex operands they
-        follow PyTorch's convention: ``grad_input = col2im(conj(W)^T @ delta)``,
+        and ``(C_out,)``, of the dtype `conv` gives for the operands. Complex
+        ones follow PyTorch: ``grad_input = col2im(conj(W)^T @ delta)``,
         ``grad_weight = delta @ conj(cols)^T``.
 
     Raises
     ------
     TypeError, ValueError, OverflowError
-        As for `conv`, and if ``grad_output`` does not have the forward
-        output's shape.
+        As for `conv`, and if ``grad_output`` does not have the forward output's shape.
 
     Examples
     --------
@@ -364,8 +358,7 @@ def conv_transpose(
     *,
     workspace: int = DEFAULT_WORKSPACE,
 ) -> NDArray[Any]:
-    """Transposed convolution: the input-gradient map of `conv`, applied
-    to ``input``.
+    """Transposed convolution: the input-gradient map of `conv`, applied to ``input``.
 
     Follows PyTorch's ``conv_transpose{1,2,3}d``: each spatial output size is
     ``(in - 1) * stride - pad_before - pad_after + dilation * (k - 1) + output_padding + 1``.
@@ -387,9 +380,8 @@ def conv_transpose(
         Amount removed from each side of the full output (default 0).
         ``"same"`` is not defined for a transposed convolution.
     output_padding : int or sequence of int, optional
-        Extra size added after the output in each dimension (default 0);
-        every entry must be smaller than the stride or the dilation of its
-        dimension.
+        Extra size after the output in each dimension (default 0), each
+        smaller than the stride or the dilation of its dimension.
     groups : int, optional
         Number of independent channel groups (default 1).
     dilation : int or sequence of int, optional

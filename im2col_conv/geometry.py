@@ -1,9 +1,8 @@
 """Geometry of a strided, padded, dilated N-D convolution.
 
-Everything about *where* a convolution reads lives here: turning the user's
-``stride``/``padding``/``dilation`` arguments into per-dimension tuples,
-checking them, and computing output sizes. The lowering and the matrix
-products never look at the raw arguments, only at a `ConvGeometry`.
+Everything about *where* a convolution reads: the user's ``stride``,
+``padding`` and ``dilation`` as checked per-dimension tuples, and the output
+sizes. The lowering and the products only ever see a `ConvGeometry`.
 """
 
 from __future__ import annotations
@@ -73,8 +72,7 @@ def normalize_padding(
     TypeError
         If the padding has an unsupported type.
     ValueError
-        For an unknown padding string, a wrong number of entries or a
-        negative amount.
+        For an unknown padding string, a wrong number of entries or a negative amount.
     """
     ndim = len(kernel_size)
     if isinstance(padding, str):
@@ -123,12 +121,10 @@ class ConvGeometry:
         Unpadded spatial size of the input, ``(*spatial)``.
     kernel_size : tuple of int
         Spatial size of the (undilated) kernel.
-    stride : tuple of int
-        Per-dimension stride, all ``>= 1``.
+    stride, dilation : tuple of int
+        Per-dimension stride and kernel dilation, all ``>= 1``.
     padding : tuple of (int, int)
         Zero padding ``(before, after)`` per dimension.
-    dilation : tuple of int
-        Per-dimension kernel dilation, all ``>= 1``.
     """
 
     input_size: tuple[int, ...]
@@ -177,11 +173,8 @@ class ConvGeometry:
                 f"kernel_size {kernel} with dilation {dilations} spans {extent}, larger than the "
                 f"padded input {padded} (input_size {size}, padding {pads})"
             )
-        for what, count in (
-            ("padded input", math.prod(padded)),
-            ("output", geometry.output_volume),
-            ("kernel", geometry.kernel_volume),
-        ):
+        volumes = (math.prod(padded), geometry.output_volume, geometry.kernel_volume)
+        for what, count in zip(("padded input", "output", "kernel"), volumes):
             if count > _MAX_ELEMENTS:
                 raise ValueError(
                     f"the {what} of this geometry would have {count} positions per channel, more than "
@@ -207,8 +200,7 @@ class ConvGeometry:
         entries per dimension (PyTorch's rule). The returned geometry is the
         forward convolution from that output size back to ``input_size``
         windows: its ``input_size`` is the transposed output size, and its
-        window grid is ``input_size`` (one more than
-        `output_size` in a
+        window grid is ``input_size`` (one more than `output_size` in a
         dimension where ``output_padding`` reaches a new window's start).
 
         Raises
@@ -288,10 +280,8 @@ class ConvGeometry:
         Parameters
         ----------
         grid_size : sequence of int, optional
-            Windows per dimension; default
-            `output_size`. The positions
-            past the reach of the output grid are the
-            `leftover`.
+            Windows per dimension (default None: `output_size`). The
+            positions past the reach of the output grid are the `leftover`.
         """
         grid = self.output_size if grid_size is None else grid_size
         return tuple((g - 1) * s + e for g, s, e in zip(grid, self.stride, self.kernel_extent))
@@ -408,9 +398,8 @@ def padding_spec(padding: PaddingLike, ndim: int) -> str | tuple[tuple[int, int]
     Returns
     -------
     str or tuple of (int, int)
-        ``"same"`` or ``"valid"`` (lower-cased), or one ``(before, after)``
-        pair per dimension. ``"same"`` is resolved only once an input size
-        is given.
+        ``"same"``/``"valid"`` (lower-cased, resolved once an input size is
+        known), or one ``(before, after)`` pair per dimension.
 
     Raises
     ------
