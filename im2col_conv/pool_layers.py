@@ -65,7 +65,7 @@ class _Pool(Layer):
         self._kernel_size = kernel
         self._padding = pool_padding(padding, kernel)
         self.stride = kernel if stride is None else int_tuple(stride, d, "stride", minimum=1)
-        self.dilation = dilation
+        self._dilation = int_tuple(dilation, d, "dilation", minimum=1)
         self.ceil_mode = ceil_mode
         self.workspace = workspace
         self.training = True
@@ -101,15 +101,6 @@ class _Pool(Layer):
     @padding.setter
     def padding(self, value: IntOrTuple) -> None:
         self._padding = pool_padding(value, self._kernel_size)
-
-    @property
-    def dilation(self) -> tuple[int, ...]:
-        """Spacing between the elements of a window."""
-        return self._dilation
-
-    @dilation.setter
-    def dilation(self, value: IntOrTuple) -> None:
-        self._dilation = int_tuple(value, self.ndim, "dilation", minimum=1)
 
     @property
     def ceil_mode(self) -> bool:
@@ -215,6 +206,15 @@ class MaxPool(_Pool):
 
     def __repr__(self) -> str:
         return f"MaxPool({self._arguments()}, dilation={self.dilation})"
+
+    @property
+    def dilation(self) -> tuple[int, ...]:
+        """Spacing between the elements of a window."""
+        return self._dilation
+
+    @dilation.setter
+    def dilation(self, value: IntOrTuple) -> None:
+        self._dilation = int_tuple(value, self.ndim, "dilation", minimum=1)
 
     def forward(self, x: ArrayLike) -> NDArray[Any]:
         """Max-pool ``x`` and, in training mode, keep every window's winner for `backward`.
@@ -327,6 +327,11 @@ class AvgPool(_Pool):
             f"AvgPool({self._arguments()}, count_include_pad={self.count_include_pad}, "
             f"divisor_override={self.divisor_override})"
         )
+
+    @property
+    def dilation(self) -> tuple[int, ...]:
+        """Always 1 in every dimension: average pooling has no dilation (read-only)."""
+        return self._dilation
 
     @property
     def count_include_pad(self) -> bool:
