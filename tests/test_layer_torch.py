@@ -66,6 +66,10 @@ def test_state_dict_round_trips_between_torch_and_npz(tmp_path: Any) -> None:
     with torch.no_grad():
         expected = theirs(_tensor(x)).numpy()
     np.testing.assert_allclose(ours(x), expected, rtol=1e-5, atol=1e-5)
+    # torch's own state dict (tensors) loads directly
+    other = Conv(3, 5, (3, 2), stride=2, padding=1, rng=1)
+    other.load_state_dict(theirs.state_dict())
+    np.testing.assert_array_equal(other.weight, ours.weight)
     # and back: the library's state dict loads into torch with strict keys
     ours.weight *= 2.0
     theirs.load_state_dict({name: torch.from_numpy(value) for name, value in ours.state_dict().items()})
