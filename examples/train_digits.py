@@ -129,21 +129,30 @@ class DigitsCNN:
         g = relu_backward(self.pool1.backward(g), c["relu1"])
         grads["input"] = self.conv1.backward(g)
         for name, layer in (("conv1", self.conv1), ("conv2", self.conv2)):
-            assert layer.grad_weight is not None and layer.grad_bias is not None
-            grads[f"{name}_weight"], grads[f"{name}_bias"] = layer.grad_weight, layer.grad_bias
+            for key, grad in layer.named_gradients():  # ("weight", dL/dweight), ("bias", dL/dbias)
+                assert grad is not None
+                grads[f"{name}_{key}"] = grad
         return grads
 
     def parameters(self) -> dict[str, Array]:
         params = {"fc_weight": self.fc_weight, "fc_bias": self.fc_bias}
         for name, layer in (("conv1", self.conv1), ("conv2", self.conv2)):
-            assert layer.bias is not None
-            params[f"{name}_weight"], params[f"{name}_bias"] = layer.weight, layer.bias
+            # The layers' own arrays: the optimiser updates them in place.
+            params.update((f"{name}_{key}", value) for key, value in layer.named_parameters())
         return params
 
+    def train(self, mode: bool = True) -> None:
+        """Training mode, or evaluation mode, in which the layers keep nothing for a backward pass."""
+        for layer in (self.conv1, self.pool1, self.conv2, self.pool2):
+            layer.train(mode)
+
     def predict(self, x: Array, batch_size: int = 512) -> Array:
-        return np.concatenate(
-            [self.forward(x[i : i + batch_size]).argmax(axis=1) for i in range(0, len(x), batch_size)]
-        )
+        self.train(False)
+        try:
+            logits = [self.forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        finally:
+            self.train(True)
+        return np.concatenate([z.argmax(axis=1) for z in logits])
 
 
 class SGDMomentum:

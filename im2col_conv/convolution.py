@@ -42,9 +42,8 @@ __all__ = ["Columns", "ConvGrads", "conv", "conv_backward", "conv_forward", "con
 class Columns(NamedTuple):
     """The column matrix of one forward pass, kept so the backward pass need not rebuild it.
 
-    Returned by [`conv_forward`][im2col_conv.convolution.conv_forward] and accepted by
-    [`conv_backward`][im2col_conv.convolution.conv_backward].
-    Holding it costs ``prod(kernel)`` times the memory of the input.
+    Returned by `conv_forward` and accepted by `conv_backward`. Holding it
+    costs ``prod(kernel)`` times the memory of the input.
 
     Attributes
     ----------
@@ -125,19 +124,21 @@ def conv(
     weight : array_like, shape (C_out, C_in // groups, *kernel)
         Kernel, in PyTorch's layout.
     bias : array_like, shape (C_out,), optional
-        Added to every output position of its channel.
-    stride, dilation : int or sequence of int, optional
-        Per-dimension stride and kernel dilation (default 1).
+        Added to every output position of its channel (default None: no bias).
+    stride : int or sequence of int, optional
+        Per-dimension stride (default 1).
     padding : str, int, sequence of int or of (int, int), optional
         ``"valid"``, ``"same"`` (output ``ceil(in / stride)``, the odd
-        element after), symmetric amounts or ``(before, after)`` pairs.
+        element after), symmetric amounts or ``(before, after)`` pairs
+        (default 0).
+    dilation : int or sequence of int, optional
+        Per-dimension kernel dilation (default 1).
     groups : int, optional
         Split channels into this many independent convolutions (default 1).
     workspace : int, optional
-        Bound in bytes on the temporary memory of the call (default 64 MiB).
-        The batch is lowered a few samples at a time to stay within it; a
-        sample too large for it, a band of output rows at a time (see the
-        docs page "Dtypes, exactness and memory").
+        Bound in bytes on the temporary memory of the call (default 64 MiB):
+        the batch is lowered a few samples, or a band of output rows, at a
+        time (see the docs page "Dtypes, exactness and memory").
 
     Returns
     -------
@@ -182,11 +183,27 @@ def conv_forward(
     dilation: IntOrTuple = 1,
     groups: int = 1,
 ) -> tuple[NDArray[Any], Columns]:
-    """[`conv`][im2col_conv.convolution.conv], also returning the column matrix for
-    [`conv_backward`][im2col_conv.convolution.conv_backward].
+    """`conv`, also returning the column matrix for `conv_backward`.
 
-    Parameters are those of [`conv`][im2col_conv.convolution.conv]. The whole column matrix is kept,
-    ``prod(kernel)`` times the size of ``input``, so no workspace limit applies.
+    The whole column matrix, ``prod(kernel)`` times the size of ``input``, is
+    kept: no workspace limit applies.
+
+    Parameters
+    ----------
+    input : array_like, shape (N, C_in, *spatial) or (C_in, *spatial)
+        Input, as for `conv`.
+    weight : array_like, shape (C_out, C_in // groups, *kernel)
+        Kernel, in PyTorch's layout.
+    bias : array_like, shape (C_out,), optional
+        Added to every output position of its channel (default None: no bias).
+    stride : int or sequence of int, optional
+        Per-dimension stride (default 1).
+    padding : str, int, sequence of int or of (int, int), optional
+        As for `conv` (default 0).
+    dilation : int or sequence of int, optional
+        Per-dimension kernel dilation (default 1).
+    groups : int, optional
+        Number of independent channel groups (default 1).
 
     Returns
     -------
@@ -283,30 +300,32 @@ def conv_backward(
         The forward input.
     weight : array_like, shape (C_out, C_in // groups, *kernel)
         The forward kernel.
-    stride, padding, dilation, groups
-        As given to [`conv`][im2col_conv.convolution.conv].
+    stride : int or sequence of int, optional
+        As given to `conv` (default 1).
+    padding : str, int, sequence of int or of (int, int), optional
+        As given to `conv` (default 0).
+    dilation : int or sequence of int, optional
+        As given to `conv` (default 1).
+    groups : int, optional
+        As given to `conv` (default 1).
     columns : Columns, optional
-        The column matrix returned by [`conv_forward`][im2col_conv.convolution.conv_forward] for this
-        ``input``;
-        if given, ``input`` is not lowered again.
+        The column matrix returned by `conv_forward` for this ``input``
+        (default None); if given, ``input`` is not lowered again.
     workspace : int, optional
-        Bound in bytes on the temporary memory of the call (default 64 MiB),
-        as for [`conv`][im2col_conv.convolution.conv].
+        Bound in bytes on the call's temporary memory (default 64 MiB).
 
     Returns
     -------
     ConvGrads
         ``(input, weight, bias)`` gradients, shaped like ``input``, ``weight``
-        and ``(C_out,)``, of the dtype [`conv`][im2col_conv.convolution.conv] gives for
-        ``grad_output``, ``input`` and ``weight``. For complex operands they
-        follow PyTorch's convention: ``grad_input = col2im(conj(W)^T @ delta)``,
+        and ``(C_out,)``, of the dtype `conv` gives for the operands. Complex
+        ones follow PyTorch: ``grad_input = col2im(conj(W)^T @ delta)``,
         ``grad_weight = delta @ conj(cols)^T``.
 
     Raises
     ------
     TypeError, ValueError, OverflowError
-        As for [`conv`][im2col_conv.convolution.conv], and if ``grad_output`` does not have the forward
-        output's shape.
+        As for `conv`, and if ``grad_output`` does not have the forward output's shape.
 
     Examples
     --------
@@ -348,38 +367,41 @@ def conv_transpose(
     *,
     workspace: int = DEFAULT_WORKSPACE,
 ) -> NDArray[Any]:
-    """Transposed convolution: the input-gradient map of [`conv`][im2col_conv.convolution.conv], applied
-    to ``input``.
+    """Transposed convolution: the input-gradient map of `conv`, applied to ``input``.
 
     Follows PyTorch's ``conv_transpose{1,2,3}d``: each spatial output size is
     ``(in - 1) * stride - pad_before - pad_after + dilation * (k - 1) + output_padding + 1``.
     Arguments and their order are PyTorch's (``groups`` before ``dilation``).
     Computed as ``col2im(weight^T @ input)``, the same GEMM and scatter-add as the
-    input gradient of [`conv_backward`][im2col_conv.convolution.conv_backward].
+    input gradient of `conv_backward`.
 
     Parameters
     ----------
     input : array_like, shape (N, C_in, *spatial) or (C_in, *spatial)
+        Input of the transposed convolution.
     weight : array_like, shape (C_in, C_out // groups, *kernel)
         PyTorch's layout for transposed convolutions.
     bias : array_like, shape (C_out,), optional
-    stride, dilation : int or sequence of int, optional
-        Default 1.
+        Added to every output position of its channel (default None).
+    stride : int or sequence of int, optional
+        Per-dimension stride (default 1).
     padding : int, sequence of int or of (int, int), or "valid", optional
         Amount removed from each side of the full output (default 0).
         ``"same"`` is not defined for a transposed convolution.
     output_padding : int or sequence of int, optional
-        Extra size added after the output in each dimension; every entry
-        must be smaller than the stride or the dilation of its dimension.
+        Extra size after the output in each dimension (default 0), each
+        smaller than the stride or the dilation of its dimension.
     groups : int, optional
-        Default 1.
+        Number of independent channel groups (default 1).
+    dilation : int or sequence of int, optional
+        Per-dimension kernel dilation (default 1).
     workspace : int, optional
         Bound in bytes on the temporary memory of the call (default 64 MiB).
 
     Returns
     -------
     ndarray, shape (N, C_out, *out_spatial) or (C_out, *out_spatial)
-        Of the dtype [`conv`][im2col_conv.convolution.conv] gives for the same operands.
+        Of the dtype `conv` gives for the same operands.
 
     Raises
     ------

@@ -1,9 +1,8 @@
 """Geometry of a strided, padded, dilated N-D convolution.
 
-Everything about *where* a convolution reads lives here: turning the user's
-``stride``/``padding``/``dilation`` arguments into per-dimension tuples,
-checking them, and computing output sizes. The lowering and the matrix
-products never look at the raw arguments, only at a [`ConvGeometry`][im2col_conv.geometry.ConvGeometry].
+Everything about *where* a convolution reads: the user's ``stride``,
+``padding`` and ``dilation`` as checked per-dimension tuples, and the output
+sizes. The lowering and the products only ever see a `ConvGeometry`.
 """
 
 from __future__ import annotations
@@ -54,8 +53,14 @@ def normalize_padding(
     ----------
     padding : str, int, sequence of int, or sequence of (int, int)
         The user's padding argument.
-    input_size, kernel_size, stride, dilation : sequence of int
-        Per-dimension geometry, already normalised (used by ``"same"``).
+    input_size : sequence of int
+        Unpadded spatial size of the input (used by ``"same"``).
+    kernel_size : sequence of int
+        Spatial size of the kernel, one entry per dimension.
+    stride : sequence of int
+        Per-dimension stride, already normalised (used by ``"same"``).
+    dilation : sequence of int
+        Per-dimension kernel dilation, already normalised (used by ``"same"``).
 
     Returns
     -------
@@ -67,8 +72,7 @@ def normalize_padding(
     TypeError
         If the padding has an unsupported type.
     ValueError
-        For an unknown padding string, a wrong number of entries or a
-        negative amount.
+        For an unknown padding string, a wrong number of entries or a negative amount.
     """
     ndim = len(kernel_size)
     if isinstance(padding, str):
@@ -107,8 +111,7 @@ def normalize_padding(
 class ConvGeometry:
     """Where every window of a convolution reads, per spatial dimension.
 
-    Build it with [`ConvGeometry.create`][im2col_conv.geometry.ConvGeometry.create], which validates the
-    arguments;
+    Build it with `ConvGeometry.create`, which validates the arguments;
     the constructor trusts its inputs. The sizes it derives are computed on
     first use and kept, as the fields never change.
 
@@ -170,11 +173,8 @@ class ConvGeometry:
                 f"kernel_size {kernel} with dilation {dilations} spans {extent}, larger than the "
                 f"padded input {padded} (input_size {size}, padding {pads})"
             )
-        for what, count in (
-            ("padded input", math.prod(padded)),
-            ("output", geometry.output_volume),
-            ("kernel", geometry.kernel_volume),
-        ):
+        volumes = (math.prod(padded), geometry.output_volume, geometry.kernel_volume)
+        for what, count in zip(("padded input", "output", "kernel"), volumes):
             if count > _MAX_ELEMENTS:
                 raise ValueError(
                     f"the {what} of this geometry would have {count} positions per channel, more than "
@@ -200,8 +200,7 @@ class ConvGeometry:
         entries per dimension (PyTorch's rule). The returned geometry is the
         forward convolution from that output size back to ``input_size``
         windows: its ``input_size`` is the transposed output size, and its
-        window grid is ``input_size`` (one more than
-        [`output_size`][im2col_conv.geometry.ConvGeometry.output_size] in a
+        window grid is ``input_size`` (one more than `output_size` in a
         dimension where ``output_padding`` reaches a new window's start).
 
         Raises
@@ -281,10 +280,8 @@ class ConvGeometry:
         Parameters
         ----------
         grid_size : sequence of int, optional
-            Windows per dimension; default
-            [`output_size`][im2col_conv.geometry.ConvGeometry.output_size]. The positions
-            past the reach of the output grid are the
-            [`leftover`][im2col_conv.geometry.ConvGeometry.leftover].
+            Windows per dimension (default None: `output_size`). The
+            positions past the reach of the output grid are the `leftover`.
         """
         grid = self.output_size if grid_size is None else grid_size
         return tuple((g - 1) * s + e for g, s, e in zip(grid, self.stride, self.kernel_extent))
@@ -360,11 +357,13 @@ def output_size(
         Spatial size of the input, without batch or channel axes.
     kernel_size : int or sequence of int
         Spatial size of the kernel.
-    stride, dilation : int or sequence of int, optional
-        Per-dimension stride and kernel dilation (default 1).
+    stride : int or sequence of int, optional
+        Per-dimension stride (default 1).
     padding : str, int, sequence of int or of (int, int), optional
         ``"valid"``, ``"same"``, symmetric amounts or ``(before, after)``
         pairs (default 0).
+    dilation : int or sequence of int, optional
+        Per-dimension kernel dilation (default 1).
 
     Returns
     -------
@@ -389,17 +388,23 @@ def output_size(
 def padding_spec(padding: PaddingLike, ndim: int) -> str | tuple[tuple[int, int], ...]:
     """Check a padding argument before the input size is known.
 
+    Parameters
+    ----------
+    padding : str, int, sequence of int or of (int, int)
+        The user's padding argument.
+    ndim : int
+        Number of spatial dimensions.
+
     Returns
     -------
     str or tuple of (int, int)
-        ``"same"`` or ``"valid"`` (lower-cased), or one ``(before, after)``
-        pair per dimension. ``"same"`` is resolved only once an input size
-        is given.
+        ``"same"``/``"valid"`` (lower-cased, resolved once an input size is
+        known), or one ``(before, after)`` pair per dimension.
 
     Raises
     ------
     TypeError, ValueError
-        As [`normalize_padding`][im2col_conv.geometry.normalize_padding].
+        As `normalize_padding`.
 
     Examples
     --------

@@ -1,8 +1,8 @@
 """im2col and col2im: receptive fields to columns and back, in PyTorch's layouts.
 
-[`im2col`][im2col_conv.lowering.im2col] copies every receptive field of the (padded) input into one
+`im2col` copies every receptive field of the (padded) input into one
 column of a matrix, so that a convolution becomes a single matrix product
-(``torch.nn.functional.unfold``). [`col2im`][im2col_conv.lowering.col2im] is its adjoint: it adds every
+(``torch.nn.functional.unfold``). `col2im` is its adjoint: it adds every
 entry of a column matrix back onto the input position it was read from
 (``torch.nn.functional.fold``). Both work for any number of spatial
 dimensions; the kernels they run are in `im2col_conv._lowering`.
@@ -44,11 +44,13 @@ def im2col(
         ``kernel_size``, ``input`` is taken as batched and ``d = input.ndim - 2``.
     kernel_size : int or sequence of int
         Spatial size of the kernel.
-    dilation, stride : int or sequence of int, optional
-        Per-dimension kernel dilation and stride (default 1).
+    dilation : int or sequence of int, optional
+        Per-dimension kernel dilation (default 1).
     padding : str, int, sequence of int or of (int, int), optional
         ``"valid"``, ``"same"``, symmetric amounts or ``(before, after)``
         pairs (default 0).
+    stride : int or sequence of int, optional
+        Per-dimension stride (default 1).
 
     Returns
     -------
@@ -116,24 +118,26 @@ def col2im(
     """Scatter-add columns back onto the image positions they were read from.
 
     The arguments and their order are those of ``torch.nn.functional.fold``.
-    The exact adjoint of [`im2col`][im2col_conv.lowering.im2col]: for every ``x`` and ``c`` of matching
+    The exact adjoint of `im2col`: for every ``x`` and ``c`` of matching
     shapes, ``sum(im2col(x, ...) * c) == sum(x * col2im(c, ...))``. Entries
     that several windows share receive the sum of their columns' values.
 
     Parameters
     ----------
     input : array_like, shape (N, C * prod(kernel_size), L) or (C * prod(kernel_size), L)
-        Column matrix in [`im2col`][im2col_conv.lowering.im2col]'s layout.
+        Column matrix in `im2col`'s layout.
     output_size : int or sequence of int
         Spatial size of the image to rebuild (without padding).
     kernel_size : int or sequence of int
         Spatial size of the kernel. The number of spatial dimensions is the
         length of whichever of ``output_size``/``kernel_size`` is a sequence
         (1 if both are ints).
-    dilation, stride : int or sequence of int, optional
-        Per-dimension kernel dilation and stride (default 1).
+    dilation : int or sequence of int, optional
+        Per-dimension kernel dilation (default 1).
     padding : str, int, sequence of int or of (int, int), optional
-        As for [`im2col`][im2col_conv.lowering.im2col]; padded positions are discarded.
+        As for `im2col` (default 0); padded positions are discarded.
+    stride : int or sequence of int, optional
+        Per-dimension stride (default 1).
 
     Returns
     -------

@@ -1,14 +1,17 @@
-"""Pooling layers for hand-written training loops, in the style of [`Conv`][im2col_conv.layer.Conv].
+"""Pooling layers for hand-written training loops, in the style of `Conv`.
 
-[`MaxPool`][im2col_conv.pool_layers.MaxPool] and [`AvgPool`][im2col_conv.pool_layers.AvgPool] hold their
-window arguments, run the
-forward of [`max_pool`][im2col_conv.pooling.max_pool] or
-[`avg_pool`][im2col_conv.pooling.avg_pool], keep what the backward needs, and
-return the input gradient from `backward`. They have no parameters.
+`MaxPool` and `AvgPool` hold their window arguments, run the forward of
+`max_pool` or `avg_pool`, keep what the backward needs, and return the input
+gradient from `backward`. They have no parameters, but the modes and methods
+of `Conv` (``train``, ``eval``, ``state_dict``...), so a loop can treat every
+layer alike.
 
-[`MaxPool`][im2col_conv.pool_layers.MaxPool] keeps the winning kernel offset of every window, one byte
-each for kernels of up to 127 elements, rather than PyTorch's eight-byte
-flat indices; [`AvgPool`][im2col_conv.pool_layers.AvgPool] keeps only the input's shape.
+Every attribute is checked when it is set, by the rules of the functions, and
+a forward pass freezes the arguments its backward needs: changing
+``count_include_pad`` between `forward` and `backward` does not change that
+backward. `MaxPool` keeps the winning kernel offset of every window, one byte
+each for kernels of up to 127 elements, rather than PyTorch's eight-byte flat
+indices; `AvgPool` keeps only the input's shape.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any, NamedTuple
 from numpy.typing import ArrayLike, NDArray
 
 from . import _pool_engine as engine
+from ._layer_state import Layer
 from ._validation import (
     as_flag,
     as_numeric_array,
@@ -36,14 +40,15 @@ __all__ = ["AvgPool", "MaxPool"]
 
 
 class _Pass(NamedTuple):
-    """What one forward pass leaves for its backward pass."""
+    """What one forward pass leaves for its backward pass, frozen at forward time."""
 
     call: _Call
     offsets: NDArray[Any] | None  # MaxPool: the winning kernel offset of every window
+    averaging: tuple[bool, int | None] = (True, None)  # AvgPool: count_include_pad, divisor_override
 
 
-class _Pool:
-    """The window arguments and the forward/backward bookkeeping both layers share."""
+class _Pool(Layer):
+    """The window arguments, checked when set, and the bookkeeping both layers share."""
 
     def __init__(
         self,
@@ -55,14 +60,65 @@ class _Pool:
         ndim: int | None,
         workspace: int,
     ) -> None:
-        self.kernel_size = kernel_size_for(kernel_size, ndim)
-        self.ndim = d = len(self.kernel_size)
-        self.stride = self.kernel_size if stride is None else int_tuple(stride, d, "stride", minimum=1)
-        self.padding = pool_padding(padding, self.kernel_size)
-        self.dilation = int_tuple(dilation, d, "dilation", minimum=1)
-        self.ceil_mode = as_flag(ceil_mode, "ceil_mode")
-        self.workspace = check_workspace(workspace)
+        kernel = kernel_size_for(kernel_size, ndim)
+        self.ndim = d = len(kernel)
+        self._kernel_size = kernel
+        self._padding = pool_padding(padding, kernel)
+        self.stride = kernel if stride is None else int_tuple(stride, d, "stride", minimum=1)
+        self._dilation = int_tuple(dilation, d, "dilation", minimum=1)
+        self.ceil_mode = ceil_mode
+        self.workspace = workspace
+        self.training = True
         self._pass: _Pass | None = None
+
+    # Each attribute is a property so that a bad value fails where it is set, not at the next forward.
+
+    @property
+    def kernel_size(self) -> tuple[int, ...]:
+        """Window size, one int per spatial dimension; at least twice ``padding``."""
+        return self._kernel_size
+
+    @kernel_size.setter
+    def kernel_size(self, value: IntOrTuple) -> None:
+        kernel = int_tuple(value, self.ndim, "kernel_size", minimum=1)
+        pool_padding(self._padding, kernel)  # the current padding must still fit
+        self._kernel_size = kernel
+
+    @property
+    def stride(self) -> tuple[int, ...]:
+        """Step between windows, one int per spatial dimension."""
+        return self._stride
+
+    @stride.setter
+    def stride(self, value: IntOrTuple) -> None:
+        self._stride = int_tuple(value, self.ndim, "stride", minimum=1)
+
+    @property
+    def padding(self) -> tuple[int, ...]:
+        """Implicit padding on both sides, at most half the kernel."""
+        return self._padding
+
+    @padding.setter
+    def padding(self, value: IntOrTuple) -> None:
+        self._padding = pool_padding(value, self._kernel_size)
+
+    @property
+    def ceil_mode(self) -> bool:
+        """Whether the output size is rounded up, keeping a last, partial window."""
+        return self._ceil_mode
+
+    @ceil_mode.setter
+    def ceil_mode(self, value: bool) -> None:
+        self._ceil_mode = as_flag(value, "ceil_mode")
+
+    @property
+    def workspace(self) -> int:
+        """Bound in bytes on the temporary memory of each pass."""
+        return self._workspace
+
+    @workspace.setter
+    def workspace(self, value: int) -> None:
+        self._workspace = check_workspace(value)
 
     def _arguments(self) -> str:
         return (
@@ -71,16 +127,18 @@ class _Pool:
         )
 
     def _call(self, shape: tuple[int, ...]) -> _Call:
-        args = (self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+        args = (self._kernel_size, self._stride, self._padding, self._dilation, self._ceil_mode)
         return _windows(shape, *args, "x")
+
+    def _keep(self, kept: _Pass) -> None:
+        """Keep ``kept`` for the backward pass, or nothing in evaluation mode."""
+        self._forward_in_eval = not self.training
+        self._pass = kept if self.training else None
 
     def _kept(self, grad_output: ArrayLike) -> tuple[_Pass, NDArray[Any]]:
         kept = self._pass
         if kept is None:
-            raise RuntimeError(
-                f"{type(self).__name__}.backward called before forward: there is no forward pass "
-                "to differentiate"
-            )
+            raise self._no_pass("backward")
         call = kept.call
         expected = (*call.shape[:2], *call.geometry.output_size)
         grad = check_grad_output(as_numeric_array(grad_output, "grad_output"), expected, call.unbatched)
@@ -89,24 +147,34 @@ class _Pool:
     def clear(self) -> None:
         """Drop what the last `forward` kept."""
         self._pass = None
+        self._forward_in_eval = False
 
 
 class MaxPool(_Pool):
     """N-D max pooling layer: ``torch.nn.MaxPool1d/2d/3d`` with a col2im backward.
 
     The number of spatial dimensions ``d`` is ``len(kernel_size)``, or
-    ``ndim`` (default 2) for an int ``kernel_size``, as for
-    [`Conv`][im2col_conv.layer.Conv]. Inputs are ``(N, C, *spatial)`` or
-    ``(C, *spatial)`` with ``d`` spatial dimensions and keep their dtype.
+    ``ndim`` (default 2) for an int ``kernel_size``, as for `Conv`. Inputs
+    are ``(N, C, *spatial)`` or ``(C, *spatial)`` with ``d`` spatial
+    dimensions and keep their dtype.
 
     Parameters
     ----------
-    kernel_size, stride, padding, dilation, ceil_mode
-        As for [`max_pool`][im2col_conv.pooling.max_pool].
+    kernel_size : int or sequence of int
+        Window size.
+    stride : int or sequence of int, optional
+        Step between windows (default None: ``kernel_size``).
+    padding : int or sequence of int, optional
+        Implicit padding on both sides, at most half the kernel (default 0).
+    dilation : int or sequence of int, optional
+        Spacing between the elements of a window (default 1).
+    ceil_mode : bool, optional
+        Round the output size up (default False), as for `max_pool`.
     ndim : int, optional
-        Number of spatial dimensions when ``kernel_size`` is an int.
+        Number of spatial dimensions when ``kernel_size`` is an int
+        (default None, meaning 2).
     workspace : int, optional
-        Bound in bytes on the temporary memory of each pass.
+        Bound in bytes on the temporary memory of each pass (default 64 MiB).
 
     Examples
     --------
@@ -139,32 +207,58 @@ class MaxPool(_Pool):
     def __repr__(self) -> str:
         return f"MaxPool({self._arguments()}, dilation={self.dilation})"
 
+    @property
+    def dilation(self) -> tuple[int, ...]:
+        """Spacing between the elements of a window."""
+        return self._dilation
+
+    @dilation.setter
+    def dilation(self, value: IntOrTuple) -> None:
+        self._dilation = int_tuple(value, self.ndim, "dilation", minimum=1)
+
     def forward(self, x: ArrayLike) -> NDArray[Any]:
-        """Max-pool ``x`` and keep every window's winner for
-        [`backward`][im2col_conv.pool_layers.MaxPool.backward].
+        """Max-pool ``x`` and, in training mode, keep every window's winner for `backward`.
+
+        Parameters
+        ----------
+        x : array_like, shape (N, C, *spatial) or (C, *spatial)
+            Real input; the output keeps its dtype.
+
+        Returns
+        -------
+        ndarray, shape (N, C, *out) or (C, *out)
 
         Raises
         ------
         TypeError, ValueError
-            As [`max_pool`][im2col_conv.pooling.max_pool].
+            As `max_pool`.
         """
         array = _input(x, "x", ordered=True)
         call = self._call(array.shape)
-        y, offsets = engine.max_forward(array.reshape(call.shape), call.geometry, self.workspace, "offsets")
-        self._pass = _Pass(call, offsets)
+        keep = "offsets" if self.training else None
+        y, offsets = engine.max_forward(array.reshape(call.shape), call.geometry, self.workspace, keep)
+        self._keep(_Pass(call, offsets))
         return _result(y, call.unbatched)
 
     __call__ = forward
 
     def backward(self, grad_output: ArrayLike) -> NDArray[Any]:
-        """``dL/dx`` for the last [`forward`][im2col_conv.pool_layers.MaxPool.forward], of
-        ``grad_output``'s dtype.
+        """``dL/dx`` for the last `forward`, of ``grad_output``'s dtype.
+
+        Parameters
+        ----------
+        grad_output : array_like, shape of the last forward's output
+            ``dL/dy``.
+
+        Returns
+        -------
+        ndarray, shape of the last forward's input
 
         Raises
         ------
         RuntimeError
-            If [`forward`][im2col_conv.pool_layers.MaxPool.forward] has not been called since
-            construction or `clear`.
+            If `forward` has not been called since construction or `clear`,
+            or the last forward ran in evaluation mode.
         ValueError
             If ``grad_output`` does not have the last output's shape.
         """
@@ -179,17 +273,28 @@ class MaxPool(_Pool):
 class AvgPool(_Pool):
     """N-D average pooling layer: ``torch.nn.AvgPool1d/2d/3d`` with a col2im backward.
 
-    Dimensions and input forms as for [`MaxPool`][im2col_conv.pool_layers.MaxPool]. Integer inputs give
-    float64 outputs, as in [`avg_pool`][im2col_conv.pooling.avg_pool].
+    Dimensions and input forms as for `MaxPool`. Integer inputs give
+    float64 outputs, as in `avg_pool`.
 
     Parameters
     ----------
-    kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
-        As for [`avg_pool`][im2col_conv.pooling.avg_pool].
+    kernel_size : int or sequence of int
+        Window size.
+    stride : int or sequence of int, optional
+        Step between windows (default None: ``kernel_size``).
+    padding : int or sequence of int, optional
+        Implicit zero padding on both sides, at most half the kernel (default 0).
+    ceil_mode : bool, optional
+        Round the output size up (default False), as for `avg_pool`.
+    count_include_pad : bool, optional
+        Count padded positions in a window's divisor (default True).
+    divisor_override : int, optional
+        Divide every window's sum by this non-zero int instead (default None).
     ndim : int, optional
-        Number of spatial dimensions when ``kernel_size`` is an int.
+        Number of spatial dimensions when ``kernel_size`` is an int
+        (default None, meaning 2).
     workspace : int, optional
-        Bound in bytes on the temporary memory of each pass.
+        Bound in bytes on the temporary memory of each pass (default 64 MiB).
 
     Examples
     --------
@@ -214,10 +319,8 @@ class AvgPool(_Pool):
         workspace: int = DEFAULT_WORKSPACE,
     ) -> None:
         super().__init__(kernel_size, stride, padding, 1, ceil_mode, ndim, workspace)
-        self.count_include_pad = as_flag(count_include_pad, "count_include_pad")
-        self.divisor_override = (
-            None if divisor_override is None else nonzero_int(divisor_override, "divisor_override")
-        )
+        self.count_include_pad = count_include_pad
+        self.divisor_override = divisor_override
 
     def __repr__(self) -> str:
         return (
@@ -225,44 +328,80 @@ class AvgPool(_Pool):
             f"divisor_override={self.divisor_override})"
         )
 
-    def _averaging(self) -> tuple[bool, int | None]:
-        return self.count_include_pad, self.divisor_override
+    @property
+    def dilation(self) -> tuple[int, ...]:
+        """Always 1 in every dimension: average pooling has no dilation (read-only)."""
+        return self._dilation
+
+    @property
+    def count_include_pad(self) -> bool:
+        """Whether padded positions count in a window's divisor."""
+        return self._count_include_pad
+
+    @count_include_pad.setter
+    def count_include_pad(self, value: bool) -> None:
+        self._count_include_pad = as_flag(value, "count_include_pad")
+
+    @property
+    def divisor_override(self) -> int | None:
+        """The divisor of every window instead of its size, or None; never zero."""
+        return self._divisor_override
+
+    @divisor_override.setter
+    def divisor_override(self, value: int | None) -> None:
+        self._divisor_override = None if value is None else nonzero_int(value, "divisor_override")
 
     def forward(self, x: ArrayLike) -> NDArray[Any]:
-        """Average-pool ``x`` and keep its shape for [`backward`][im2col_conv.pool_layers.AvgPool.backward].
+        """Average-pool ``x``; in training mode keep its shape and the averaging rule for `backward`.
+
+        Parameters
+        ----------
+        x : array_like, shape (N, C, *spatial) or (C, *spatial)
+            Floating, complex or integer input.
+
+        Returns
+        -------
+        ndarray, shape (N, C, *out) or (C, *out)
+            Of ``x``'s dtype, or float64 for integers.
 
         Raises
         ------
         TypeError, ValueError
-            As [`avg_pool`][im2col_conv.pooling.avg_pool].
+            As `avg_pool`.
         """
         array = _input(x, "x", ordered=False)
         call = self._call(array.shape)
         dtype = _average_dtype(array.dtype)
-        y = engine.avg_forward(
-            array.reshape(call.shape), call.geometry, *self._averaging(), dtype, self.workspace
-        )
-        self._pass = _Pass(call, None)
+        averaging = (self._count_include_pad, self._divisor_override)
+        y = engine.avg_forward(array.reshape(call.shape), call.geometry, *averaging, dtype, self.workspace)
+        self._keep(_Pass(call, None, averaging))
         return _result(y, call.unbatched)
 
     __call__ = forward
 
     def backward(self, grad_output: ArrayLike) -> NDArray[Any]:
-        """``dL/dx`` for the last [`forward`][im2col_conv.pool_layers.AvgPool.forward], of
-        ``grad_output``'s dtype (float64 for integers).
+        """``dL/dx`` for the last `forward`, by that forward's ``count_include_pad`` and ``divisor_override``.
+
+        Parameters
+        ----------
+        grad_output : array_like, shape of the last forward's output
+            ``dL/dy``.
+
+        Returns
+        -------
+        ndarray, shape of the last forward's input
+            Of ``grad_output``'s dtype (float64 for integers).
 
         Raises
         ------
         RuntimeError
-            If [`forward`][im2col_conv.pool_layers.AvgPool.forward] has not been called since
-            construction or `clear`.
+            If `forward` has not been called since construction or `clear`,
+            or the last forward ran in evaluation mode.
         ValueError
             If ``grad_output`` does not have the last output's shape.
         """
         kept, grad = self._kept(grad_output)
         call = kept.call
         dtype = _average_dtype(grad.dtype)
-        grad_x = engine.avg_backward(
-            grad, call.shape, call.geometry, *self._averaging(), dtype, self.workspace
-        )
+        grad_x = engine.avg_backward(grad, call.shape, call.geometry, *kept.averaging, dtype, self.workspace)
         return _result(grad_x, call.unbatched)

@@ -1,7 +1,7 @@
 """Max and average pooling on the column matrix, N-D, with a col2im backward.
 
 Pooling reads the same windows as a convolution: the column matrix of
-[`im2col`][im2col_conv.lowering.im2col]. Instead of multiplying it by a
+`im2col`. Instead of multiplying it by a
 weight, max pooling takes the maximum of every column over the kernel rows
 of each channel, and average pooling their mean; the backward passes send
 each output gradient back through the rows it came from with the same
@@ -14,7 +14,7 @@ argument for argument, in any number of spatial dimensions. The number of
 spatial dimensions ``d`` is ``len(kernel_size)`` when ``kernel_size`` is a
 sequence, which also allows an unbatched ``(C, *spatial)`` input; with an
 int ``kernel_size`` the input is taken as batched and ``d = input.ndim - 2``
-(the rule of [`im2col`][im2col_conv.lowering.im2col]).
+(the rule of `im2col`).
 """
 
 from __future__ import annotations
@@ -117,7 +117,8 @@ def max_pool(
     kernel_size : int or sequence of int
         Window size; a sequence fixes the number of spatial dimensions.
     stride : int or sequence of int, optional
-        Default ``kernel_size`` (non-overlapping windows).
+        Step between windows (default None, meaning ``kernel_size``:
+        non-overlapping windows).
     padding : int or sequence of int, optional
         Implicit padding on both sides, at most ``kernel_size // 2``
         (default 0). Padded positions never win: they act as ``-inf``, or
@@ -125,12 +126,13 @@ def max_pool(
     dilation : int or sequence of int, optional
         Spacing between the elements of a window (default 1).
     ceil_mode : bool, optional
-        Round the output size up instead of down, keeping a last, partial
-        window when it starts inside the input or the left padding.
+        Round the output size up instead of down (default False), keeping a
+        last, partial window when it starts inside the input or the left
+        padding.
     return_indices : bool, optional
-        Also return where each maximum was found.
+        Also return where each maximum was found (default False).
     workspace : int, optional
-        Bound in bytes on the call's temporary memory.
+        Bound in bytes on the call's temporary memory (default 64 MiB).
 
     Returns
     -------
@@ -188,7 +190,7 @@ def max_pool_backward(
     indices: ArrayLike | None = None,
     workspace: int = DEFAULT_WORKSPACE,
 ) -> NDArray[Any]:
-    """Gradient of [`max_pool`][im2col_conv.pooling.max_pool] with respect to its input.
+    """Gradient of `max_pool` with respect to its input.
 
     Each window's output gradient goes to the position that won its
     maximum; positions that win several overlapping windows receive the
@@ -201,13 +203,22 @@ def max_pool_backward(
     input : array_like
         The forward input. Its values are read only when ``indices`` is not
         given, to find every window's winner again.
-    kernel_size, stride, padding, dilation, ceil_mode
-        As in the forward call.
+    kernel_size : int or sequence of int
+        Window size, as in the forward call.
+    stride : int or sequence of int, optional
+        As in the forward call (default None, meaning ``kernel_size``).
+    padding : int or sequence of int, optional
+        As in the forward call (default 0).
+    dilation : int or sequence of int, optional
+        As in the forward call (default 1).
+    ceil_mode : bool, optional
+        As in the forward call (default False).
     indices : array_like of int, shape of the forward output, optional
-        The forward's ``return_indices`` result; skips finding the winners.
-        Each entry must be -1 or a position its window reads.
+        The forward's ``return_indices`` result (default None); skips
+        finding the winners. Each entry must be -1 or a position its window
+        reads.
     workspace : int, optional
-        Bound in bytes on the call's temporary memory.
+        Bound in bytes on the call's temporary memory (default 64 MiB).
 
     Returns
     -------
@@ -217,7 +228,7 @@ def max_pool_backward(
     Raises
     ------
     TypeError, ValueError
-        As [`max_pool`][im2col_conv.pooling.max_pool]; also if ``grad_output`` or ``indices`` has the
+        As `max_pool`; also if ``grad_output`` or ``indices`` has the
         wrong shape, or an index is not in its window.
 
     Examples
@@ -276,17 +287,26 @@ def avg_pool(
         Floating, complex or integer input. Integers are averaged in
         float64 and give a float64 result (PyTorch refuses most integer
         dtypes and rounds int64 means towards zero).
-    kernel_size, stride, padding, ceil_mode
-        As for [`max_pool`][im2col_conv.pooling.max_pool]; padded positions add zero.
+    kernel_size : int or sequence of int
+        Window size; a sequence fixes the number of spatial dimensions.
+    stride : int or sequence of int, optional
+        Step between windows (default None, meaning ``kernel_size``).
+    padding : int or sequence of int, optional
+        Implicit zero padding on both sides, at most ``kernel_size // 2``
+        (default 0).
+    ceil_mode : bool, optional
+        Round the output size up instead of down (default False), as for
+        `max_pool`.
     count_include_pad : bool, optional
         Divide by the number of window positions in the input and its
-        padding (default) or in the input only. A ``ceil_mode`` window's
-        part past the padding is never counted.
+        padding (default True) or in the input only. A ``ceil_mode``
+        window's part past the padding is never counted.
     divisor_override : int, optional
-        Divide every window's sum by this non-zero int instead
-        (``avg_pool2d``/``avg_pool3d``'s argument; offered here in 1-D too).
+        Divide every window's sum by this non-zero int instead (default
+        None; ``avg_pool2d``/``avg_pool3d``'s argument, offered here in 1-D
+        too).
     workspace : int, optional
-        Bound in bytes on the call's temporary memory.
+        Bound in bytes on the call's temporary memory (default 64 MiB).
 
     Returns
     -------
@@ -296,7 +316,7 @@ def avg_pool(
     Raises
     ------
     TypeError, ValueError
-        As [`max_pool`][im2col_conv.pooling.max_pool], and for a zero ``divisor_override``.
+        As `max_pool`, and for a zero ``divisor_override``.
 
     Examples
     --------
@@ -332,7 +352,7 @@ def avg_pool_backward(
     *,
     workspace: int = DEFAULT_WORKSPACE,
 ) -> NDArray[Any]:
-    """Gradient of [`avg_pool`][im2col_conv.pooling.avg_pool] with respect to its input.
+    """Gradient of `avg_pool` with respect to its input.
 
     Average pooling is linear, so its gradient needs the input's shape
     only: every position receives, from each window that reads it, that
@@ -345,10 +365,20 @@ def avg_pool_backward(
         ``dL/dy``.
     input_shape : sequence of int
         Shape of the forward input, ``(N, C, *spatial)`` or ``(C, *spatial)``.
-    kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
-        As in the forward call.
+    kernel_size : int or sequence of int
+        Window size, as in the forward call.
+    stride : int or sequence of int, optional
+        As in the forward call (default None, meaning ``kernel_size``).
+    padding : int or sequence of int, optional
+        As in the forward call (default 0).
+    ceil_mode : bool, optional
+        As in the forward call (default False).
+    count_include_pad : bool, optional
+        As in the forward call (default True).
+    divisor_override : int, optional
+        As in the forward call (default None).
     workspace : int, optional
-        Bound in bytes on the call's temporary memory.
+        Bound in bytes on the call's temporary memory (default 64 MiB).
 
     Returns
     -------
@@ -358,7 +388,7 @@ def avg_pool_backward(
     Raises
     ------
     TypeError, ValueError
-        As [`avg_pool`][im2col_conv.pooling.avg_pool]; also if ``grad_output`` has the wrong shape.
+        As `avg_pool`; also if ``grad_output`` has the wrong shape.
 
     Examples
     --------

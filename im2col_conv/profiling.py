@@ -2,8 +2,8 @@
 
 The engines mark their kinds of work (the lowering copy, the matrix
 products, the col2im additions, and pooling's reductions over the kernel
-offsets) with [`phase`][im2col_conv.profiling.phase]. Nothing is timed unless
-a [`record_phases`][im2col_conv.profiling.record_phases] block is open in the calling thread or task, so the
+offsets) with `phase`. Nothing is timed unless
+a `record_phases` block is open in the calling thread or task, so the
 marks cost one check of a module-level count otherwise.
 
 Examples
@@ -87,7 +87,19 @@ def recording() -> bool:
 
 
 def phase(name: str) -> AbstractContextManager[None]:
-    """Attribute the time of the block to phase ``name`` if recording, else do nothing."""
+    """Attribute the time of the block to phase ``name`` if recording, else do nothing.
+
+    Parameters
+    ----------
+    name : str
+        The phase the block's time is added to.
+
+    Returns
+    -------
+    context manager
+        Times the ``with`` block while a recording is open; otherwise costs
+        nothing.
+    """
     if not _open_blocks:
         return _NOTHING
     spent = _recording.get()

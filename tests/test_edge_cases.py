@@ -115,7 +115,7 @@ def test_layer_backward_uses_the_forward_pass_it_saw(method):
     gy = rng.standard_normal(y.shape)
     expected = ic.conv_backward(gy, x.copy(), weight, padding=1)
     layer.padding = ((0, 0), (0, 0))  # changed between forward and backward
-    layer.weight += 1.0
+    layer.weight = layer.weight + 1.0  # a new array: the pass keeps the one it used
     x += 5.0  # the caller reuses its buffer
     grad_x = layer.backward(gy)
     np.testing.assert_allclose(grad_x, expected.input, rtol=1e-12, atol=1e-12)

@@ -145,7 +145,8 @@ def test_a_block_in_one_thread_does_not_record_another():
 @pytest.mark.parametrize("keep", ["columns", "input"])
 @pytest.mark.parametrize("kind", ["float32 array", "float64 array", "list", "torch tensor"])
 def test_the_layer_keeps_its_input_whatever_the_caller_does_to_it(kind, keep):
-    layer = Conv(3, 4, 3, rng=0, keep=keep)
+    dtype = np.float32 if kind in ("float32 array", "torch tensor") else np.float64  # a list is float64
+    layer = Conv(3, 4, 3, rng=0, keep=keep, dtype=dtype)
     data = rng.standard_normal((2, 3, 7, 7))
     if kind == "torch tensor":
         torch = pytest.importorskip("torch")
@@ -161,8 +162,8 @@ def test_the_layer_keeps_its_input_whatever_the_caller_does_to_it(kind, keep):
         x[...] = 1e6
     grad_x = layer.backward(np.ones_like(y))
     grad_weight = layer.grad_weight
-    fresh = Conv(3, 4, 3, rng=0)
-    fresh(data.astype(np.float32))
+    fresh = Conv(3, 4, 3, rng=0, dtype=dtype)
+    fresh(data.astype(dtype))
     assert np.array_equal(grad_x, fresh.backward(np.ones_like(y)))
     assert np.array_equal(grad_weight, fresh.grad_weight)
 

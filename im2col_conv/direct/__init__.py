@@ -3,14 +3,14 @@
 This module computes a convolution and its gradients the way the reference
 document derives them, one named step per function, without lowering anything
 to columns. It exists to be compared with the im2col/col2im formulation of
-[`im2col_conv.convolution`][im2col_conv.convolution] (see
-[`im2col_conv.equivalence`][im2col_conv.equivalence]), and to be read
+`im2col_conv.convolution` (see
+`im2col_conv.equivalence`), and to be read
 side by side with the document:
 
 * forward, formula (4): a sliding-window correlation of the input with the
-  kernel, keeping every ``stride``-th window ([`conv`][im2col_conv.direct.formulas.conv]);
+  kernel, keeping every ``stride``-th window (`conv`);
 * weight gradient, formula (5): the input correlated with the *dilated*
-  output gradient ([`conv_backward`][im2col_conv.direct.formulas.conv_backward]);
+  output gradient (`conv_backward`);
 * bias gradient, formula (6): the output gradient summed over positions;
 * input gradient, formula (8): the output gradient dilated by the stride,
   padded by ``k - 1`` on each side, correlated at stride 1 with the kernel
@@ -26,8 +26,8 @@ The document treats one sample, no padding, no kernel dilation, no groups and
 strides that divide the input. Each generalisation is marked where it enters
 with a comment saying why it takes the form it does.
 
-The named array operations are in [`im2col_conv.direct.steps`][im2col_conv.direct.steps], the
-formulas built from them in [`im2col_conv.direct.formulas`][im2col_conv.direct.formulas]. The package
+The named array operations are in `im2col_conv.direct.steps`, the
+formulas built from them in `im2col_conv.direct.formulas`. The package
 imports only the argument checks and the geometry from the rest of the
 library: it never runs the code it is compared with.
 """

@@ -1,7 +1,7 @@
 """The direct method's formulas: (4) forward, (5) weight, (6) bias and (8) input gradient.
 
-Built from the steps of [`im2col_conv.direct.steps`][im2col_conv.direct.steps]; arguments are
-checked by the same rules as [`im2col_conv.conv`][im2col_conv.convolution.conv], so both formulations
+Built from the steps of `im2col_conv.direct.steps`; arguments are
+checked by the same rules as `im2col_conv.conv`, so both formulations
 accept and refuse the same calls.
 """
 
@@ -55,29 +55,35 @@ def conv(
     ``z^l[d, i, j] = sum_c sum_m sum_n W[m, n, c, d] * z^{l-1}[c, i*s1 + m, j*s2 + n] + b[d]``,
     in any number of dimensions, computed as a stride-1 correlation of the
     padded input with the dilated kernel, of which every ``stride``-th window
-    is kept. Same arguments, results and errors as [`im2col_conv.conv`][im2col_conv.convolution.conv].
+    is kept. Same arguments, results and errors as `im2col_conv.conv`.
 
     Parameters
     ----------
     input : array_like, shape (N, C_in, *spatial) or (C_in, *spatial)
+        The layer's input ``z^{l-1}``.
     weight : array_like, shape (C_out, C_in // groups, *kernel)
+        The kernel ``W``, in PyTorch's layout.
     bias : array_like, shape (C_out,), optional
-    stride, dilation : int or sequence of int, optional
-        Per-dimension stride and kernel dilation (default 1).
+        The bias ``b`` (default None: no bias).
+    stride : int or sequence of int, optional
+        Per-dimension stride (default 1).
     padding : str, int, sequence of int or of (int, int), optional
-        ``"valid"``, ``"same"``, symmetric amounts or ``(before, after)`` pairs.
+        ``"valid"``, ``"same"``, symmetric amounts or ``(before, after)``
+        pairs (default 0).
+    dilation : int or sequence of int, optional
+        Per-dimension kernel dilation (default 1).
     groups : int, optional
-        Default 1.
+        Number of independent channel groups (default 1).
 
     Returns
     -------
     ndarray, shape (N, C_out, *out_spatial) or (C_out, *out_spatial)
-        Of the dtype [`im2col_conv.conv`][im2col_conv.convolution.conv] returns.
+        Of the dtype `im2col_conv.conv` returns.
 
     Raises
     ------
     TypeError, ValueError
-        As [`im2col_conv.conv`][im2col_conv.convolution.conv].
+        As `im2col_conv.conv`.
 
     Examples
     --------
@@ -123,7 +129,7 @@ def conv_backward(
       below); the forward padding is cropped from the result.
 
     Gradients are those of the summed loss, as in
-    [`im2col_conv.conv_backward`][im2col_conv.convolution.conv_backward]:
+    `im2col_conv.conv_backward`:
     nothing is divided by the batch size.
 
     Parameters
@@ -134,20 +140,26 @@ def conv_backward(
         The forward input.
     weight : array_like, shape (C_out, C_in // groups, *kernel)
         The forward kernel.
-    stride, padding, dilation, groups
-        As given to [`conv`][im2col_conv.direct.formulas.conv].
+    stride : int or sequence of int, optional
+        As given to `conv` (default 1).
+    padding : str, int, sequence of int or of (int, int), optional
+        As given to `conv` (default 0).
+    dilation : int or sequence of int, optional
+        As given to `conv` (default 1).
+    groups : int, optional
+        As given to `conv` (default 1).
 
     Returns
     -------
     ConvGrads
         ``(input, weight, bias)``, shaped like ``x``, ``weight`` and
-        ``(C_out,)``, of the dtype [`im2col_conv.conv_backward`][im2col_conv.convolution.conv_backward]
+        ``(C_out,)``, of the dtype `im2col_conv.conv_backward`
         returns.
 
     Raises
     ------
     TypeError, ValueError
-        As [`im2col_conv.conv_backward`][im2col_conv.convolution.conv_backward].
+        As `im2col_conv.conv_backward`.
 
     Examples
     --------

@@ -1,7 +1,7 @@
 """The named array operations of the direct method: dilate, pad, crop, rotate, correlate.
 
 Each is one step of the reference derivation, on plain arrays whose trailing
-axes are spatial. [`im2col_conv.direct.formulas`][im2col_conv.direct.formulas] composes them into the
+axes are spatial. `im2col_conv.direct.formulas` composes them into the
 forward pass and the gradients.
 """
 
@@ -80,7 +80,7 @@ def dilate(a: ArrayLike, stride: IntOrTuple, *, ndim: int | None = None) -> NDAr
 def subsample(a: ArrayLike, step: IntOrTuple, *, ndim: int | None = None) -> NDArray[Any]:
     """Keep every ``step``-th entry of the trailing axes, starting with the first.
 
-    The left inverse of [`dilate`][im2col_conv.direct.steps.dilate]: ``subsample(dilate(a, s), s) == a``.
+    The left inverse of `dilate`: ``subsample(dilate(a, s), s) == a``.
     A strided correlation is a stride-1 correlation subsampled this way.
 
     Parameters
@@ -89,7 +89,7 @@ def subsample(a: ArrayLike, step: IntOrTuple, *, ndim: int | None = None) -> NDA
     step : int or sequence of int
         Per trailing axis.
     ndim : int, optional
-        Number of trailing axes; defaults as for [`dilate`][im2col_conv.direct.steps.dilate].
+        Number of trailing axes; defaults as for `dilate`.
 
     Returns
     -------
@@ -165,7 +165,7 @@ def pad(a: ArrayLike, padding: Sequence[Sequence[int]]) -> NDArray[Any]:
 
 def crop(a: ArrayLike, padding: Sequence[Sequence[int]]) -> NDArray[Any]:
     """Remove ``(before, after)`` entries from each trailing axis: the inverse of
-    [`pad`][im2col_conv.direct.steps.pad].
+    `pad`.
 
     Parameters
     ----------
@@ -246,7 +246,7 @@ def correlate(a: ArrayLike, kernel: ArrayLike) -> NDArray[Any]:
     Returns
     -------
     ndarray, shape (N, O, *(spatial - kernel_size + 1))
-        Sums of integers accumulate in 64 bits (see [`im2col_conv.conv`][im2col_conv.convolution.conv]).
+        Sums of integers accumulate in 64 bits (see `im2col_conv.conv`).
 
     Raises
     ------

@@ -1,12 +1,11 @@
 """Conformance checking for any convolution, in the spirit of ``numpy.testing``.
 
-- [`assert_conv_equivalent`][im2col_conv.testing.conformance.assert_conv_equivalent]
-  proves a forward and/or backward callable exactly against the reference maps;
-- [`ConvCase`][im2col_conv.testing.conformance.ConvCase] names one geometry to prove;
+- `assert_conv_equivalent` proves a forward and/or backward callable exactly
+  against the reference maps;
+- `ConvCase` names one geometry to prove;
 - adapters turn PyTorch-style and channels-last callables into the NumPy
   convention the checker calls (`im2col_conv.testing.adapters`);
-- [`geometries`][im2col_conv.testing.strategies.geometries] is a Hypothesis
-  strategy of valid cases for property tests.
+- `geometries` is a Hypothesis strategy of valid cases for property tests.
 """
 
 from __future__ import annotations

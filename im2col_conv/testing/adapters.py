@@ -40,6 +40,18 @@ def torch_forward(fn: Callable[..., Any]) -> Callable[..., NDArray[Any]]:
     ``(before, after)`` padding pairs are applied with ``torch.nn.functional.pad``
     first, since PyTorch's convolutions take symmetric amounts only. torch is
     imported when the adapter is first called.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(x, weight, bias, stride=, padding=, dilation=, groups=)`` on
+        tensors, for instance ``torch.nn.functional.conv2d``.
+
+    Returns
+    -------
+    callable
+        ``forward(x, weight, bias=None, *, stride, padding, dilation, groups)``
+        on NumPy arrays, returning an array.
     """
 
     def forward(
@@ -66,7 +78,19 @@ def torch_forward(fn: Callable[..., Any]) -> Callable[..., NDArray[Any]]:
 
 
 def torch_autograd_backward(fn: Callable[..., Any]) -> Callable[..., tuple[NDArray[Any], ...]]:
-    """Gradients of a PyTorch-style forward by autograd: ``(grad_input, grad_weight, grad_bias)`` arrays."""
+    """Gradients of a PyTorch-style forward by autograd: ``(grad_input, grad_weight, grad_bias)`` arrays.
+
+    Parameters
+    ----------
+    fn : callable
+        A forward as taken by `torch_forward`.
+
+    Returns
+    -------
+    callable
+        ``backward(grad_output, x, weight, *, stride, padding, dilation, groups)``
+        on NumPy arrays, returning the three gradients as arrays.
+    """
 
     def backward(
         grad_output: Any,
@@ -96,9 +120,22 @@ def torch_autograd_backward(fn: Callable[..., Any]) -> Callable[..., tuple[NDArr
 def channels_last(fn: Callable[..., Any], *, backward: bool = False) -> Callable[..., Any]:
     """Adapt an implementation whose activations are channels-last, ``(N, *spatial, C)``.
 
-    The weight keeps PyTorch's layout. With ``backward=True``, ``fn`` is a
-    backward returning ``(grad_input, grad_weight, grad_bias)`` with
-    ``grad_input`` channels-last.
+    The weight keeps PyTorch's layout.
+
+    Parameters
+    ----------
+    fn : callable
+        A forward ``fn(x, weight, bias, **geometry)``, or with ``backward``
+        a backward ``fn(grad_output, x, weight, **geometry)``, on
+        channels-last activations.
+    backward : bool, optional
+        Whether ``fn`` is a backward returning ``(grad_input, grad_weight,
+        grad_bias)`` with ``grad_input`` channels-last (default False).
+
+    Returns
+    -------
+    callable
+        The same call on channels-first arrays.
     """
 
     def to_last(a: Any) -> NDArray[Any]:

@@ -1,6 +1,6 @@
 """Conformance checking: prove that *your* convolution computes exactly the reference maps.
 
-[`assert_conv_equivalent`][im2col_conv.testing.conformance.assert_conv_equivalent] reads the coefficient
+`assert_conv_equivalent` reads the coefficient
 tensors of a forward
 and/or backward callable with place-value probes
 (`im2col_conv.equivalence.tagging`) and compares them, coefficient by
@@ -61,7 +61,7 @@ class ConvCase:
     ----------
     input_size, kernel_size : int or tuple of int
     stride, padding, dilation, groups
-        As for [`im2col_conv.conv`][im2col_conv.convolution.conv]; ``padding`` is passed to the
+        As for `im2col_conv.conv`; ``padding`` is passed to the
         implementation as given.
     in_channels, out_channels : int, optional
         Default ``2 * groups`` each.

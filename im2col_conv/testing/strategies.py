@@ -12,15 +12,19 @@ __all__ = ["geometries"]
 def geometries(
     max_dims: int = 2, max_size: int = 5, max_channels: int = 2, *, dims: int | None = None
 ) -> Any:
-    """A Hypothesis strategy of small valid [`ConvCase`][im2col_conv.testing.conformance.ConvCase] values
-    (Hypothesis is imported here).
+    """A Hypothesis strategy of small valid `ConvCase` values (Hypothesis is imported here).
 
     Parameters
     ----------
-    max_dims, max_size, max_channels : int, optional
-        Most spatial dimensions, input size per dimension and channels per group.
+    max_dims : int, optional
+        Most spatial dimensions (default 2).
+    max_size : int, optional
+        Largest input size per dimension (default 5).
+    max_channels : int, optional
+        Most channels per group (default 2).
     dims : int, optional
-        Exactly this many spatial dimensions (e.g. 2 for a ``conv2d``).
+        Exactly this many spatial dimensions, e.g. 2 for a ``conv2d``
+        (default None: any number up to ``max_dims``).
 
     Returns
     -------
