@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["EXACT_FLOAT_BOUND", "compute_dtype", "max_abs", "result_dtype"]
+__all__ = ["CONVERT_SLICE", "EXACT_FLOAT_BOUND", "compute_dtype", "convert", "max_abs", "result_dtype"]
 
 #: Integers of magnitude below this are exact in float64, and so are their sums.
 EXACT_FLOAT_BOUND = 2**53
@@ -113,3 +113,22 @@ def compute_dtype(result: np.dtype[Any], bound: int, what: str) -> np.dtype[Any]
             f"({what}), more than the {result} maximum {largest}; use smaller values or a float dtype"
         )
     return result
+
+
+def convert(y: NDArray[Any], dtype: np.dtype[Any]) -> NDArray[Any]:
+    """``y`` as ``dtype``; in place, a slice at a time, when the item sizes agree.
+
+    An integer result computed in float64 holds exact integers: converting it
+    in its own memory spares a second result-sized array.
+    """
+    if y.dtype == dtype or y.dtype.itemsize != dtype.itemsize or not y.flags.c_contiguous:
+        return y.astype(dtype, copy=False)
+    flat, converted = y.reshape(-1), y.reshape(-1).view(dtype)
+    step = CONVERT_SLICE // y.dtype.itemsize
+    for start in range(0, flat.size, step):
+        converted[start : start + step] = flat[start : start + step].astype(dtype)
+    return converted.reshape(y.shape)
+
+
+#: Bytes converted at a time by `convert`.
+CONVERT_SLICE = 64 << 10

@@ -17,13 +17,9 @@ tile holds come from one function per pass (`Engine._forward_bytes`,
 `Engine._backward_bytes`), built from the lowering's and col2im's own
 counts, so the temporaries of a call stay within its workspace.
 
-Paths. Forward: a 1x1 convolution multiplies the input itself
-(`_pointwise`); otherwise each tile's columns are multiplied in place (one
-sample's band), one sample at a time while each product is small, or in one
-tile-wide product (`tuning.Tuning.per_sample_max_product`). Backward input
-gradient: `_pointwise`, or the column gradient made in one tall product, or
-one kernel offset at a time while in cache ("fused",
-`tuning.Tuning.fused_min_channels`), then added by the one col2im.
+Paths (which layer shape takes which, ``docs/architecture.md``): the forward
+multiplies in place, per sample or tile-wide; the backward's column gradient
+is one tall product or, fused, one kernel offset at a time.
 """
 
 from __future__ import annotations
@@ -255,11 +251,17 @@ class Engine:
         assert grad_w is not None
         return grad_x, grad_w
 
-    def _fused(self, c_in_g: int, positions: int) -> bool:
-        """Whether the column gradient is made one kernel offset at a time (see `tuning`)."""
+    def _fused(self, weight: NDArray[Any], positions: int) -> bool:
+        """Whether the column gradient is made one kernel offset at a time (see `tuning`).
+
+        Only while the weight's copy by offset takes at most a quarter of the
+        tile budget: a larger one would leave the tiles too little room.
+        """
         tuned = tuning.current()
+        c_in_g = weight.shape[1]
         sample_bytes = self._bytes(self.groups * c_in_g * self.geometry.kernel_volume * positions)
-        return c_in_g >= tuned.fused_min_channels and sample_bytes >= tuned.fused_min_sample_bytes
+        small = 4 * self._bytes(weight.size) <= tuned.tile_budget(self.workspace)
+        return c_in_g >= tuned.fused_min_channels and sample_bytes >= tuned.fused_min_sample_bytes and small
 
     def _backward_bytes(
         self, batch: int, weight: NDArray[Any], fused: bool, weights: bool, lowers: bool
@@ -303,7 +305,7 @@ class Engine:
             # x is its own column matrix here, so kept columns have nothing to save.
             return _pointwise.backward(delta, x, w, self.dtype, self.workspace, conjugate=conjugate)
         # Fewer windows than kernel offsets: col2im loops over windows, from the whole column gradient.
-        fused = math.prod(grid) >= geometry.kernel_volume and self._fused(c_in_g, math.prod(grid))
+        fused = math.prod(grid) >= geometry.kernel_volume and self._fused(weight, math.prod(grid))
         w_offsets = self._offset_weights(weight) if fused else None
         tile_bytes = self._backward_bytes(n, weight, fused, x is not None, x is not None and columns is None)
         tiles = plan_tiles(n, geometry, tile_bytes, self.workspace, c_in_g, grid_size=grid)

@@ -14,10 +14,8 @@ for average pooling the output gradient over the divisor, the same for
 every row) and add it back onto the input with the convolution's col2im
 (`im2col_conv._col2im`), one offset or one window at a time.
 
-Work is cut into tiles by `plan_tiles`, as for the convolution, so that the
-temporaries of a call stay within its workspace whatever the batch and
-image size; the bytes a tile holds come from `_forward_bytes` and
-`_backward_bytes`.
+Work is cut into tiles by `plan_tiles`, as for the convolution; the bytes a
+tile holds come from `_forward_bytes` and `_backward_bytes`.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._dtypes import compute_dtype, max_abs
+from ._dtypes import compute_dtype, convert, max_abs
 from ._engine import Engine
 from ._operands import (
     ConvGrads,
@@ -68,27 +68,8 @@ def _finish(y: NDArray[Any], ops: ConvOperands, bias: NDArray[Any] | None = None
     if bias is not None:
         y += bias.reshape((-1,) + (1,) * (y.ndim - 2))
     if y.dtype != ops.dtype:
-        y = _convert(y, ops.dtype)
+        y = convert(y, ops.dtype)
     return y[0] if ops.unbatched else y
-
-
-def _convert(y: NDArray[Any], dtype: np.dtype[Any]) -> NDArray[Any]:
-    """``y`` as ``dtype``; in place, a slice at a time, when the item sizes agree.
-
-    An integer result computed in float64 holds exact integers: converting it
-    in its own memory spares a second result-sized array.
-    """
-    if y.dtype == dtype or y.dtype.itemsize != dtype.itemsize or not y.flags.c_contiguous:
-        return y.astype(dtype, copy=False)
-    flat, converted = y.reshape(-1), y.reshape(-1).view(dtype)
-    step = _CONVERT_SLICE // y.dtype.itemsize
-    for start in range(0, flat.size, step):
-        converted[start : start + step] = flat[start : start + step].astype(dtype)
-    return converted.reshape(y.shape)
-
-
-#: Bytes converted at a time by `_convert`.
-_CONVERT_SLICE = 64 << 10
 
 
 def _engine(ops: ConvOperands, workspace: object, grid_size: tuple[int, ...] | None = None) -> Engine:
@@ -351,7 +332,7 @@ def conv_backward(
         grad_w = np.zeros(ops.weight.shape, ops.dtype)
         return ConvGrads(_finish(np.zeros(ops.x.shape, ops.compute), ops), grad_w, grad_b)
     grad_x, grad_w = engine.backward(gy, ops.x, ops.weight, cols, conjugate=ops.compute.kind == "c")
-    grad_w = _convert(grad_w.reshape(ops.weight.shape), ops.dtype)
+    grad_w = convert(grad_w.reshape(ops.weight.shape), ops.dtype)
     return ConvGrads(_finish(grad_x, ops), grad_w, grad_b)
 
 

@@ -22,6 +22,7 @@ LAYERS = {
     "tuning": 0,
     "_dtypes": 0,
     "geometry": 1,
+    "_layer_state": 1,
     "_products": 1,
     "_operands": 2,
     "_lowering": 2,

@@ -120,7 +120,7 @@ def test_the_sweeps_cover_what_the_docs_promise():
     cases = default_cases()
     assert len(cases) >= 1000
     assert {len(c.layout.input_size) for c in cases} == {1, 2, 3}
-    assert {p for c in cases for p in c.paths} == set(DEFAULT_PATHS)
+    assert {p for c in cases for p in c.paths} >= set(DEFAULT_PATHS)
     assert any(c.layout.in_channels // c.layout.groups >= FUSED_CHANNELS for c in cases)
     assert any(c.padding == "same" for c in cases)
     assert any(c.layout.groups > 1 and c.layout.in_channels > c.layout.groups for c in cases)

@@ -126,7 +126,10 @@ def _special() -> Iterator[EngineCase]:
     for size, k, s, pad, g in (((4,), 2, 1, (0, 1), 1), ((5,), 3, 2, (1, 1), 1), ((3,), 2, 1, (1, 0), 2)):
         layout = Layout(size, (k,), (s,), (pad,), (1,), FUSED_CHANNELS * g, g, g)
         category = f"fused column gradient (>= {FUSED_CHANNELS} channels)"
-        yield EngineCase(category, layout, (pad,), (), small_strategies=True)
+        # Fused only while the weight's copy fits a quarter of the tiles' budget: a workspace of
+        # several rows per tile (the 1-byte path's single positions and channels are proved elsewhere).
+        paths = (DEFAULT_PATHS[0], EnginePath("float64", (128 << 10) + 16384))
+        yield EngineCase(category, layout, (pad,), paths, small_strategies=True)
     # Bands wholly inside the after-padding: more padding after than the kernel spans.
     for n, k, s, after in ((2, 1, 1, 3), (3, 2, 1, 4), (2, 2, 2, 5), (1, 1, 1, 3)):
         for width in (1, 3):
