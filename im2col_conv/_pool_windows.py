@@ -135,12 +135,11 @@ def offset_dtype(kernel_volume: int) -> np.dtype[Any]:
     return np.dtype(np.int64)
 
 
-def _starts(geometry: ConvGeometry, axis: int) -> NDArray[np.int64]:
-    """Unpadded input position of each window's first element along ``axis``."""
-    return (
-        np.arange(geometry.output_size[axis], dtype=np.int64) * geometry.stride[axis]
-        - geometry.padding[axis][0]
-    )
+def _starts(geometry: ConvGeometry, axis: int, window: tuple[slice, ...]) -> NDArray[np.int64]:
+    """Unpadded input position along ``axis`` of each window's first element, in ``window``."""
+    starts = np.arange(geometry.output_size[axis], dtype=np.int64) * geometry.stride[axis]
+    starts -= geometry.padding[axis][0]
+    return starts[window[axis]] if axis < len(window) else starts
 
 
 def _outer(parts: list[NDArray[Any]], combine: Any) -> NDArray[Any]:
@@ -162,13 +161,11 @@ def divisors(
     part past ``in + p`` (``ceil_mode``) is never counted. ``window`` (leading
     axes, as in a `Tile`) restricts the result to those output positions.
     """
-    cut = window + (slice(None),) * (geometry.ndim - len(window))
+    starts = [_starts(geometry, axis, window) for axis in range(geometry.ndim)]
     if divisor_override is not None:
-        sizes = tuple(len(range(o)[part]) for o, part in zip(geometry.output_size, cut))
-        return np.full(sizes, divisor_override, dtype)
+        return np.full(tuple(map(len, starts)), divisor_override, dtype)
     parts = []
-    for axis, (n, k, (p, _)) in enumerate(zip(geometry.input_size, geometry.kernel_size, geometry.padding)):
-        start = _starts(geometry, axis)[cut[axis]]
+    for start, n, k, (p, _) in zip(starts, geometry.input_size, geometry.kernel_size, geometry.padding):
         if count_include_pad:
             parts.append(np.minimum(start + k, n + p) - start)
         else:
@@ -184,8 +181,7 @@ def to_flat_indices(
     ``offsets`` covers the output positions ``window`` (leading axes, as in a `Tile`).
     """
     planes = [math.prod(geometry.input_size[axis + 1 :]) for axis in range(geometry.ndim)]  # row-major
-    cut = window + (slice(None),) * (geometry.ndim - len(window))
-    base = _outer([_starts(geometry, axis)[cut[axis]] * plane for axis, plane in enumerate(planes)], np.add)
+    base = _outer([_starts(geometry, axis, window) * plane for axis, plane in enumerate(planes)], np.add)
     table = np.zeros(geometry.kernel_volume + 1, np.int64)
     table[:-1] = _outer(
         [np.arange(k) * d * plane for k, d, plane in zip(geometry.kernel_size, geometry.dilation, planes)],
@@ -212,9 +208,7 @@ def offsets_from_indices(
     lead = indices.ndim - geometry.ndim
     for axis in reversed(range(geometry.ndim)):
         rest, coordinate = np.divmod(rest, geometry.input_size[axis])
-        start = _starts(geometry, axis)
-        if axis < len(window):
-            start = start[window[axis]]
+        start = _starts(geometry, axis, window)
         shape = [1] * indices.ndim
         shape[lead + axis] = -1
         step, k = np.divmod(coordinate - start.reshape(shape), geometry.dilation[axis])
