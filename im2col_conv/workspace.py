@@ -164,7 +164,8 @@ class TilePlan:
         axis: int = -1,
     ) -> None:
         self._batch, self._geometry, self._grid = batch, geometry, grid
-        self._cuts, self.axis, self.channel_blocks = cuts, axis, channel_blocks
+        self._cuts = cuts  # chunks of the batch (whole samples), or bands along ``axis``
+        self.axis, self.channel_blocks = axis, channel_blocks
         self.whole = axis < 0
 
     def __iter__(self) -> Iterator[Tile]:
