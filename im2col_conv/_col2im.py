@@ -1,25 +1,15 @@
 """col2im: every column entry added back onto the input position it was read from.
 
-The adjoint of the lowering, and the one scatter-add of the package: the
-public `col2im`, the convolution's input gradient, the transposed
-convolution and the pooling backwards all add their column matrices with
-`scatter_add`, tile by tile with `add_tile`.
-
-A column matrix ``(*lead, *kernel, *grid)`` can be added back in two
-orders, and `scatter_add` takes the shorter loop:
-
-* one strided slice-add per kernel offset over every window (offset ``k``
-  lands on ``o * stride + k * dilation``): ``prod(kernel)`` additions of
-  the size of the output grid, the usual case;
-* one slice-add per window over its whole (dilated) receptive field:
-  ``prod(grid)`` additions of the size of the kernel, for kernels larger
-  than their output grid (global pooling, a kernel as large as its input).
-
-The columns come as `Blocks`: functions that make the columns of one
-offset, or of one window, when they are added, so that a caller can compute
-each block right before it is added, while it is in cache, instead of
-materialising all of them. A strided last axis can also be added phase by
-phase (`by_phase`: contiguous additions, see `im2col_conv._polyphase`).
+The adjoint of the lowering and the package's one scatter-add: the public
+`col2im`, the convolution's input gradient, the transposed convolution and
+the pooling backwards all add their columns with `scatter_add`, tile by tile
+with `add_tile`. Columns ``(*lead, *kernel, *grid)`` are added in the shorter
+of two loops: a strided slice-add per kernel offset over every window (offset
+``k`` lands on ``o * stride + k * dilation``), or, for kernels larger than
+their output grid (global pooling), a slice-add per window over its receptive
+field. They come as `Blocks`, made one offset or window at a time as they are
+added, so a caller can compute each block while it is in cache. A strided last
+axis can be added phase by phase (`by_phase`, contiguous; see `_polyphase`).
 """
 
 from __future__ import annotations
@@ -27,35 +17,26 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from ._polyphase import phase_geometries
+from ._polyphase import Buffers, phase_geometries
 from .geometry import ConvGeometry
 from .profiling import phase
 from .workspace import Tile
 
 __all__ = ["Blocks", "add_tile", "array_blocks", "col2im_elements", "scatter_add"]
 
-#: ``get(name, shape)``: a reusable buffer, as `Scratch.get`.
-Buffers = Callable[[str, tuple[int, ...]], NDArray[Any]]
-
 
 class Blocks(NamedTuple):
     """A column matrix ``(*lead, *kernel, *grid)`` handed out a block at a time.
 
-    Attributes
-    ----------
-    by_offset : callable
-        ``by_offset(index, offset)``: the columns of kernel offset ``offset``
-        (flat index ``index``, row-major), shape ``(*lead, *grid)``.
-    by_window : callable or None
-        ``by_window(position)``: the columns of the window at output position
-        ``position``, broadcastable to ``(*lead, *kernel)``; None when only
-        offsets can be made.
+    ``by_offset(index, offset)`` gives kernel offset ``offset``'s columns ``(*lead, *grid)``
+    (``index`` its row-major flat index); ``by_window(position)``, if not None, the columns
+    of the window at output ``position``, broadcastable to ``(*lead, *kernel)``.
     """
 
     by_offset: Callable[[int, tuple[int, ...]], NDArray[Any]]
@@ -119,34 +100,13 @@ def scatter_add(
 ) -> NDArray[Any]:
     """Add every column entry onto the position it was read from.
 
-    Parameters
-    ----------
-    blocks : Blocks
-        The columns, shape ``(*lead, *kernel_size, *grid_size)``.
-    lead : tuple of int
-        Leading (batch and channel) axes.
-    dtype : data-type
-        dtype of the sums.
-    geometry : ConvGeometry
-        Supplies kernel size, stride, dilation and the leading padding.
-    grid_size : tuple of int, optional
-        Window positions per dimension; default ``geometry.output_size``.
-        A transposed convolution passes its input size.
-    target_size : tuple of int, optional
-        Size of the returned spatial axes; default ``geometry.input_size``.
-        Positions past the reach of every window are zero.
-    out : ndarray, shape (*lead, *target_size), optional
-        Where to write the result (overwritten, not added to); any layout.
-    allocate : callable, optional
-        ``allocate(shape)`` returns scratch memory for the accumulation when
-        it cannot happen in ``out`` (padding, or windows reaching past the
-        target); by default a new array.
-
-    Returns
-    -------
-    ndarray, shape (*lead, *target_size)
-        ``out[..., *x] = sum of columns[..., *k, *o]`` over all ``k, o`` with
-        ``o * stride + k * dilation - pad_before == x``.
+    ``blocks`` are columns ``(*lead, *kernel_size, *grid_size)`` (``grid_size``
+    default ``geometry.output_size``); the result ``(*lead, *target_size)``
+    (default ``geometry.input_size``) is ``out[..., *x] = sum of columns[..., *k, *o]``
+    over ``o * stride + k * dilation - pad_before == x``, zero past every window's
+    reach, in ``dtype``. It overwrites ``out`` (any layout) if given. ``allocate(shape)``
+    gives scratch memory when the sums cannot be made in ``out`` (padding, or windows
+    reaching past the target); by default a new array.
     """
     grid = geometry.output_size if grid_size is None else grid_size
     target = geometry.input_size if target_size is None else target_size
@@ -178,13 +138,11 @@ def scatter_add(
 
 
 def by_phase(blocks: Blocks, out: NDArray[Any], geometry: ConvGeometry, buffers: Buffers) -> None:
-    """`scatter_add` into ``out`` phase by phase along its strided last axis.
+    """`scatter_add` into ``out`` (overwritten) phase by phase along its strided last axis.
 
-    Each phase ``r`` (positions ``j * s + r``) is the target of its own
-    convolution of stride 1 along that axis, whose kernel is the offsets of
-    that residue (`phase_geometries`): its additions are contiguous. The
-    phases are then written back into ``out`` (overwritten) in one strided
-    pass.
+    Each phase ``r`` (positions ``j * s + r``) is the target of its own stride-1
+    convolution there (`phase_geometries`), whose additions are contiguous; the
+    phases are then written back into ``out`` in one strided pass.
     """
     s, width = geometry.stride[-1], out.shape[-1]
     lead = out.shape[: out.ndim - geometry.ndim]
@@ -192,6 +150,7 @@ def by_phase(blocks: Blocks, out: NDArray[Any], geometry: ConvGeometry, buffers:
     read = {part.residue: part for part in phase_geometries(geometry)}
     for r in range(s):
         phases[r, ..., : read[r].start if r in read else None].fill(0)  # what no window reaches
+    scratch, grid = partial(buffers, "scatter"), geometry.output_size
     for part in read.values():
 
         def local(
@@ -200,15 +159,9 @@ def by_phase(blocks: Blocks, out: NDArray[Any], geometry: ConvGeometry, buffers:
             whole = offset[:-1] + (offsets[offset[-1]],)
             return blocks.by_offset(int(np.ravel_multi_index(whole, geometry.kernel_size)), whole)
 
-        size = part.geometry.input_size[-1]
+        target = phases[part.residue][..., part.start : part.start + part.geometry.input_size[-1]]
         scatter_add(
-            Blocks(local),
-            lead,
-            out.dtype,
-            part.geometry,
-            grid_size=geometry.output_size,
-            out=phases[part.residue][..., part.start : part.start + size],
-            allocate=lambda shape: buffers("scatter", shape),
+            Blocks(local), lead, out.dtype, part.geometry, grid_size=grid, out=target, allocate=scratch
         )
     for r in range(s):
         out[..., r::s] = phases[r, ..., : len(range(r, width, s))]
@@ -232,27 +185,18 @@ def add_tile(
 ) -> None:
     """col2im of one tile's columns into ``grad`` ``(N, *channels, *input_size)``.
 
-    A tile of whole samples is written into its samples of ``grad``; a band
-    of output rows is scattered into a buffer of the input rows it read,
-    then added there, since the windows of neighbouring bands overlap
-    (``grad`` must then start as zeros). ``split`` adds by `by_phase`.
+    Whole samples are written into ``grad``; a band of output rows is scattered
+    into a buffer of the input rows it read, then added there, since neighbouring
+    bands' windows overlap (``grad`` must start as zeros). ``split`` uses `by_phase`.
     """
     lead = grad[tile.batch].shape[: grad.ndim - tile.geometry.ndim]
-    if tile.whole:
-        target = grad[tile.batch]
-    else:
-        target = buffers("band", lead + tile.geometry.input_size)
+    target = grad[tile.batch] if tile.whole else buffers("band", lead + tile.geometry.input_size)
     if split:
         by_phase(blocks, target, tile.geometry, buffers)
     else:
+        allocate = partial(buffers, "scatter")
         scatter_add(
-            blocks,
-            lead,
-            grad.dtype,
-            tile.geometry,
-            grid_size=tile.grid(grid),
-            out=target,
-            allocate=lambda shape: buffers("scatter", shape),
+            blocks, lead, grad.dtype, tile.geometry, grid_size=tile.grid(grid), out=target, allocate=allocate
         )
     if not tile.whole:
         every = (slice(None),) * (len(lead) - 1)

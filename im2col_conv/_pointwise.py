@@ -1,10 +1,9 @@
 """Convolutions with a 1x1 kernel at stride 1 without padding: no lowering at all.
 
-For such a convolution im2col is the identity: each sample's input, viewed
-as ``(C_in, L)``, already is its column matrix, and each sample's output
-gradient is the column gradient that col2im would add back unchanged. Both
-passes therefore run their matrix products on the arrays themselves, one
-product per sample and group, with the output written in its final layout.
+Here im2col is the identity: each sample's input ``(C_in, L)`` is its column
+matrix, and its output gradient the column gradient that col2im would add back
+unchanged. Both passes multiply the arrays themselves, one product per sample
+and group, writing the output in its final layout.
 """
 
 from __future__ import annotations
@@ -22,20 +21,10 @@ __all__ = ["backward", "forward"]
 
 
 def forward(x: NDArray[Any], w: NDArray[Any], dtype: np.dtype[Any], workspace: int) -> NDArray[Any]:
-    """``y[n] = W @ x[n]`` group by group.
+    """``y[n] = W @ x[n]`` ``(N, C_out, *spatial)`` group by group, ``w`` ``(g, C_out/g, C_in/g)``.
 
-    Parameters
-    ----------
-    x : ndarray, shape (N, C_in, *spatial)
-        Any dtype; cast a chunk of samples at a time.
-    w : ndarray, shape (groups, C_out/groups, C_in/groups), of ``dtype``
-    dtype : numpy.dtype
-    workspace : int
-        Bound in bytes on the cast copies.
-
-    Returns
-    -------
-    ndarray, shape (N, C_out, *spatial)
+    ``x`` ``(N, C_in, *spatial)`` of any dtype is cast a chunk of samples at a
+    time, the chunks' copies within ``workspace`` bytes.
     """
     n, c_in = x.shape[:2]
     groups, c_out_g, c_in_g = w.shape
@@ -59,21 +48,10 @@ def backward(
 ) -> tuple[NDArray[Any], NDArray[Any] | None]:
     """Input gradient ``W^T @ delta[n]`` and weight gradient ``sum_n delta[n] @ x[n]^T``.
 
-    Parameters
-    ----------
-    delta : ndarray, shape (N, C_out, *spatial)
-    x : ndarray, shape (N, C_in, *spatial), or None for the input gradient alone
-    w : ndarray, shape (groups, C_out/groups, C_in/groups), of ``dtype``
-    dtype : numpy.dtype
-    workspace : int
-    conjugate : bool
-        Use ``conj(delta)`` and conjugate both results (complex operands,
-        as `Engine.backward`).
-
-    Returns
-    -------
-    grad_x : ndarray, shape (N, C_in, *spatial)
-    grad_w : ndarray, shape (groups, C_out/groups, C_in/groups), or None
+    ``delta`` ``(N, C_out, *spatial)``, ``x`` ``(N, C_in, *spatial)`` or None for
+    the input gradient alone, ``w`` ``(g, C_out/g, C_in/g)``; returns ``grad_x``
+    ``(N, C_in, *spatial)`` and ``grad_w`` ``(g, C_out/g, C_in/g)`` or None.
+    ``conjugate`` uses ``conj(delta)`` and conjugates both results, as `Engine.backward`.
     """
     n, c_out = delta.shape[:2]
     groups, c_out_g, c_in_g = w.shape

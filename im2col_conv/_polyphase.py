@@ -1,19 +1,15 @@
 """Strided windows without strided inner loops: the input split by residue along its last axis.
 
-With stride ``s > 1`` along the last spatial axis, every row of the column
-matrix reads every ``s``-th element of the input rows, and NumPy's
-element-wise loops run several times slower on such a stride than on
-contiguous memory (they cannot use SIMD). Splitting the last axis into its
-``s`` residue classes ("phases"), ``phase[r][..., j] = x[..., j * s + r]``,
-makes every read contiguous: kernel offset ``k`` reads ``o * s + k * d - p``,
-which is phase ``(k * d - p) mod s`` at ``o + floor((k * d - p) / s)``.
-
-The split costs one strided pass over the input; the reductions and the
-col2im additions that follow, one per kernel offset, then run at full
-speed. For the col2im (`im2col_conv._col2im.by_phase`), each phase is the
-target of its own convolution of stride 1 along the last axis, whose kernel
-is the offsets of that residue (`phase_geometries`). Pooling takes the split
-from ``tuning.current().phase_split_min_windows`` windows along the axis on.
+With stride ``s > 1`` along the last axis, each column-matrix row reads every
+``s``-th input element, and NumPy's element-wise loops run several times slower
+on such a stride than on contiguous memory (no SIMD). Split into its ``s``
+residue classes ("phases"), ``phase[r][..., j] = x[..., j * s + r]``, every
+read is contiguous: offset ``k`` reads ``o * s + k * d - p``, phase
+``(k * d - p) mod s`` at ``o + floor((k * d - p) / s)``. The split costs one
+strided pass; the reductions and col2im additions, one per offset, then run
+at full speed. For col2im (`_col2im.by_phase`) each phase is the target of its
+own stride-1 convolution, whose kernel is that residue's offsets
+(`phase_geometries`). Pooling splits from ``phase_split_min_windows`` windows on.
 """
 
 from __future__ import annotations
@@ -28,7 +24,7 @@ from numpy.typing import NDArray
 from . import tuning
 from .geometry import ConvGeometry
 
-__all__ = ["Phase", "Reader", "phase_geometries", "splits"]
+__all__ = ["Buffers", "Reader", "phase_geometries", "splits"]
 
 #: ``get(name, shape)``: a reusable buffer, as `Scratch.get`.
 Buffers = Callable[[str, tuple[int, ...]], NDArray[Any]]
@@ -40,21 +36,11 @@ def splits(geometry: ConvGeometry) -> bool:
     return geometry.stride[-1] > 1 and geometry.output_size[-1] >= minimum
 
 
-def _length(size: int, residue: int, stride: int) -> int:
-    return len(range(residue, size, stride))
-
-
 class Reader:
-    """Reads the rows of a tile's column matrix, from its phases when `splits`.
+    """Reads the column-matrix rows of a tile ``x`` ``(nb, C, *input_size)``, from its phases if `splits`.
 
-    Parameters
-    ----------
-    x : ndarray, shape (nb, C, *input_size)
-    geometry : ConvGeometry
-    buffers : callable
-        ``buffers(name, shape)``; holds the phases: ``x.size`` elements
-        (rounded up per row), asked for as the windows' whole reach, so that
-        every band of a call fits in the buffer made for the first.
+    The phases' buffer is asked for as the windows' whole reach, so that every
+    band of a call fits in the buffer made for the first.
     """
 
     def __init__(self, x: NDArray[Any], geometry: ConvGeometry, buffers: Buffers) -> None:
@@ -62,15 +48,12 @@ class Reader:
         self.stride = geometry.stride[-1]
         self.phases: NDArray[Any] | None = None
         if splits(geometry) and x.size:
-            width = x.shape[-1]
-            s = self.stride
+            s, width = self.stride, x.shape[-1]
             extent = tuple(max(n, r) for n, r in zip(x.shape[2:], geometry.reach()))
             room = buffers("phases", (s, *x.shape[:2], *extent[:-1], -(-extent[-1] // s)))
-            phases = room[
-                (slice(None),) * 3 + tuple(slice(0, n) for n in x.shape[2:-1]) + (slice(0, -(-width // s)),)
-            ]
+            phases = room[(slice(None),) * 3 + tuple(map(slice, (*x.shape[2:-1], -(-width // s))))]
             for r in range(s):
-                np.copyto(phases[r, ..., : _length(width, r, s)], x[..., r::s])
+                np.copyto(phases[r, ..., : len(range(r, width, s))], x[..., r::s])
             self.phases = phases
 
     def __call__(self, inputs: tuple[slice, ...]) -> NDArray[Any]:
@@ -87,19 +70,11 @@ class Reader:
 
 
 class Phase(NamedTuple):
-    """The col2im onto one phase of the last axis, as a convolution of stride 1 there.
+    """The col2im onto phase ``residue`` (positions ``j * s + r``) of the last axis.
 
-    Attributes
-    ----------
-    residue : int
-        The phase ``r``: input positions ``j * s + r``.
-    start : int
-        First phase position the windows read (earlier ones get nothing).
-    geometry : ConvGeometry
-        Its input is phase positions ``start:``; its kernel along the last
-        axis is ``offsets``; stride 1 and the call's output grid there.
-    offsets : tuple of int
-        The call's kernel offsets along the last axis in this phase.
+    ``geometry`` is a stride-1 convolution there of phase positions ``start:``
+    (earlier ones get nothing), whose kernel is the call's last-axis kernel
+    ``offsets`` of this residue, over the call's output grid.
     """
 
     residue: int
@@ -120,7 +95,7 @@ def phase_geometries(geometry: ConvGeometry) -> list[Phase]:
         first = (offsets[0] * d - before) // s
         step = (offsets[1] - offsets[0]) * d // s if len(offsets) > 1 else 1
         start = max(first, 0)
-        size = _length(width, residue, s) - start
+        size = len(range(residue, width, s)) - start
         if size <= 0:
             continue
         last = (len(offsets),)

@@ -1,21 +1,14 @@
 """The tiled loops of max and average pooling.
 
-Pooling reduces the column matrix over its kernel rows instead of
-multiplying it by a weight: the maximum of each column for max pooling,
-the sum divided by the window's divisor for average pooling. Row block
-``k`` of the column matrix (kernel offset ``k``) is a strided slice of the
-input, so the forward pass folds the rows in one slice at a time into the
-output (`offset_boxes` says where each
-reads), and never copies the column matrix or pads the input.
-
-The backward pass is the transposed map: build the gradient of each row
-block (for max pooling the output gradient where that offset won, else 0;
-for average pooling the output gradient over the divisor, the same for
-every row) and add it back onto the input with the convolution's col2im
-(`im2col_conv._col2im`), one offset or one window at a time.
-
-Work is cut into tiles by `plan_tiles`, as for the convolution; the bytes a
-tile holds come from `_forward_bytes` and `_backward_bytes`.
+Pooling reduces the column matrix over its kernel rows instead of multiplying
+it by a weight: each column's maximum, or its sum over the window's divisor.
+Row block ``k`` (kernel offset ``k``) is a strided slice of the input
+(`offset_boxes`), so the forward pass folds it into the output one slice at a
+time, never copying the column matrix or padding the input. The backward pass
+builds each row block's gradient (max: the output gradient where that offset
+won, else 0; average: the output gradient over the divisor) and adds it back
+with the convolution's col2im (`im2col_conv._col2im`). Work is cut into tiles
+by `plan_tiles`, from the bytes `_forward_bytes` and `_backward_bytes` count.
 """
 
 from __future__ import annotations
@@ -43,7 +36,15 @@ from .geometry import ConvGeometry
 from .profiling import phase
 from .workspace import Scratch, Tile, TileBytes, TilePlan, plan_tiles
 
-__all__ = ["avg_backward", "avg_forward", "lowest", "max_backward", "max_forward"]
+__all__ = [
+    "avg_backward",
+    "avg_forward",
+    "max_backward",
+    "max_forward",
+    "offsets_by_recomputing",
+    "offsets_from_flat",
+    "offsets_from_kept",
+]
 
 _EVERY = (slice(None), slice(None))
 
@@ -78,15 +79,13 @@ def _forward_bytes(geometry: ConvGeometry, per_output: int, itemsize: int) -> Ti
 def _backward_bytes(geometry: ConvGeometry, per_output: int, itemsize: int) -> TileBytes:
     """Temporary bytes of a backward tile: ``per_output`` bytes per output, and its col2im.
 
-    A call with fewer windows than kernel offsets adds window by window, each
-    a kernel-sized block and its mask.
+    With fewer windows than kernel offsets, col2im adds a kernel-sized block and its mask per window.
     """
     by_window = geometry.output_volume < geometry.kernel_volume
 
     def tile_bytes(samples: int, out: tuple[int, ...], channels: int) -> int:
-        scatter = col2im_elements(
-            geometry, channels, samples, out, out == geometry.output_size, splits(geometry)
-        )
+        whole = out == geometry.output_size
+        scatter = col2im_elements(geometry, channels, samples, out, whole, splits(geometry))
         window = geometry.kernel_volume * (itemsize + 9) if by_window else 0
         return samples * channels * (math.prod(out) * per_output + window) + scatter * itemsize
 
@@ -114,14 +113,11 @@ def _winners(
 ) -> None:
     """Maximum and winning kernel offset of every window, in PyTorch's order.
 
-    The winner is the first element (in window order) equal to the
-    maximum: ties go to the first, and a window of ``-inf`` (or of the
-    integer minimum) to its first input. Where the maximum is NaN, the last
-    NaN wins. Windows that read only padding get -1.
-
-    Arithmetic, not masked assignment, picks the winner (masked copies
-    mispredict a branch per element): offsets are visited in order and
-    ``K - k`` is kept by a running maximum, so the first match is largest.
+    The first element equal to the maximum wins (a window of ``-inf`` or the
+    integer minimum: its first input); of a NaN maximum, the last NaN; a
+    window reading only padding gets -1. Arithmetic, not masked assignment,
+    picks the winner (masked copies mispredict a branch per element): ``K - k``
+    is kept by a running maximum, so the first match is largest.
     """
     _running_max(x, best, geometry)
     k = geometry.kernel_volume
@@ -163,12 +159,8 @@ def max_forward(
 ) -> tuple[NDArray[Any], NDArray[Any] | None]:
     """Max pooling of a batch ``(N, C, *input_size)`` in its own dtype.
 
-    Parameters
-    ----------
-    keep : {None, "offsets", "indices"}
-        Also return the winning kernel offset of every window (the smallest
-        signed dtype that holds them), or the flat input-plane index of the
-        winner (int64, PyTorch's ``indices``).
+    ``keep`` ``"offsets"`` also returns every window's winning kernel offset
+    (in `offset_dtype`), ``"indices"`` its flat input-plane index (int64, PyTorch's).
     """
     n, c = (int(size) for size in x.shape[:2])
     y = np.empty((n, c, *geometry.output_size), x.dtype)
@@ -190,23 +182,13 @@ def max_forward(
     return y, kept
 
 
-def _single_box(
-    boxes: list[tuple[tuple[int, ...], tuple[slice, ...]]], spatial: tuple[int, ...]
-) -> tuple[int, ...] | None:
-    """The one window's output position when one window reads the whole input, else None."""
-    if len(boxes) != 1:
-        return None
-    position, inputs = boxes[0]
-    whole = all(box == slice(0, n) for box, n in zip(inputs, spatial))
-    return position if whole else None
-
-
 def _sum_windows(x: NDArray[Any], y: NDArray[Any], geometry: ConvGeometry) -> None:
     """``y`` = the sum of every (undilated) window, one window at a time."""
     spatial = tuple(range(2, 2 + geometry.ndim))
     boxes = window_boxes(geometry)
+    one = len(boxes) == 1 and all(box == slice(0, n) for box, n in zip(boxes[0][1], x.shape[2:]))
     with phase("reduction"):
-        if x.dtype == y.dtype and y.dtype.kind in "fc" and _single_box(boxes, x.shape[2:]) is not None:
+        if x.dtype == y.dtype and y.dtype.kind in "fc" and one:
             # Global pooling: one BLAS matrix-vector product sums every (sample, channel) row.
             y[...] = row_sums(x.reshape(x.shape[0] * x.shape[1], -1)).reshape(y.shape)
             return
@@ -228,14 +210,11 @@ def avg_forward(
     real = dtype.type(0).real.dtype
     values = Scratch(x.dtype)
     tile_bytes = _forward_bytes(geometry, real.itemsize, x.dtype.itemsize)
+    by_window = geometry.dilation == (1,) * geometry.ndim and geometry.output_volume < geometry.kernel_volume
     for tile in plan_tiles(n, geometry, tile_bytes, workspace, c):
         y_t = _tile(y, tile)
         divisor = divisors(geometry, count_include_pad, divisor_override, real, tile.window)
-        if (
-            tile.whole
-            and geometry.dilation == (1,) * geometry.ndim
-            and geometry.output_volume < geometry.kernel_volume
-        ):
+        if tile.whole and by_window:
             # Fewer windows than kernel offsets (global pooling): sum window by window.
             _sum_windows(_tile(x, tile, inputs=True), y_t, tile.geometry)
             np.divide(y_t, divisor, out=y_t)
@@ -250,15 +229,19 @@ def avg_forward(
     return y
 
 
-def _add(grad_x: NDArray[Any], blocks: Blocks, tile: Tile, scratch: Scratch) -> None:
+def _add(grad_x: NDArray[Any], blocks: Blocks, tile: Tile, scratch: Scratch, grid: tuple[int, ...]) -> None:
     """col2im of a tile's row blocks into its channels of ``grad_x``."""
-    grid = tile.geometry.output_size
     add_tile(grad_x[:, tile.channels], blocks, tile, scratch.get, grid=grid, split=splits(tile.geometry))
 
 
-def _gradient(shape: tuple[int, ...], dtype: np.dtype[Any], tiles: TilePlan) -> NDArray[Any]:
+def _backward_plan(
+    shape: tuple[int, ...], geometry: ConvGeometry, per_output: int, dtype: np.dtype[Any], workspace: int
+) -> tuple[TilePlan, NDArray[Any]]:
+    """The tiles of a backward call and its gradient ``shape`` ``(N, C, *input_size)``."""
+    tile_bytes = _backward_bytes(geometry, per_output, dtype.itemsize)
+    tiles = plan_tiles(shape[0], geometry, tile_bytes, workspace, shape[1])
     # Whole-sample tiles overwrite every entry; cut samples add their overlapping bands.
-    return (np.empty if tiles.whole else np.zeros)(shape, dtype)
+    return tiles, (np.empty if tiles.whole else np.zeros)(shape, dtype)
 
 
 def _broadcast_windows(spread: NDArray[Any], ndim: int) -> Blocks:
@@ -283,25 +266,14 @@ def avg_backward(
     workspace: int,
 ) -> NDArray[Any]:
     """Input gradient of average pooling: every row block is ``grad_output / divisor``."""
-    n, c = input_shape[:2]
     real = dtype.type(0).real.dtype
-    tile_bytes = _backward_bytes(geometry, dtype.itemsize + real.itemsize, dtype.itemsize)
-    tiles = plan_tiles(n, geometry, tile_bytes, workspace, c)
-    grad_x = _gradient(input_shape, dtype, tiles)
+    tiles, grad_x = _backward_plan(input_shape, geometry, dtype.itemsize + real.itemsize, dtype, workspace)
     scratch = Scratch(dtype)
     for tile in tiles:
         g_t = _tile(grad_output, tile)
         spread = scratch.get("block", g_t.shape)
         np.divide(g_t, divisors(geometry, count_include_pad, divisor_override, real, tile.window), out=spread)
-        blocks = _broadcast_windows(spread, geometry.ndim)
-        add_tile(
-            grad_x[:, tile.channels],
-            blocks,
-            tile,
-            scratch.get,
-            grid=geometry.output_size,
-            split=splits(tile.geometry),
-        )
+        _add(grad_x, _broadcast_windows(spread, geometry.ndim), tile, scratch, geometry.output_size)
     return grad_x
 
 
@@ -340,9 +312,8 @@ def _winner_blocks(
 ) -> Blocks:
     """Row block ``k``: ``g`` where offset ``k`` won, else 0; or one window's block.
 
-    A finite gradient is multiplied by the 0/1 mask (branch-free); one
-    holding ``inf`` or NaN is copied where the mask is set, so that it
-    reaches its winner only (``inf * 0`` would be NaN).
+    A finite gradient is multiplied by the 0/1 mask (branch-free); one holding
+    ``inf`` or NaN is copied where the mask is set (``inf * 0`` would be NaN).
     """
     finite = g.dtype.kind in "biu" or bool(np.isfinite(g).all())
     hits, spread = masks.get("hits", g.shape), scratch.get("block", g.shape)
@@ -381,14 +352,13 @@ def max_backward(
     """Input gradient of max pooling: row block ``k`` is ``grad_output`` where offset ``k`` won.
 
     Integer and bool gradients are summed exactly in 64 bits (`result_dtype`);
-    ``extra_bytes`` is what ``offsets_for`` needs per output element.
+    ``extra_bytes`` is what ``offsets_for`` needs per output.
 
     Raises
     ------
     OverflowError
         If an integer sum could exceed its 64-bit type.
     """
-    n, c = input_shape[:2]
     dtype = grad_output.dtype
     if dtype.kind in "biu":
         dtype = result_dtype(dtype)
@@ -397,8 +367,7 @@ def max_backward(
         compute_dtype(dtype, max_abs(grad_output) * terms, f"a position may win {terms} windows")
     small = offset_dtype(geometry.kernel_volume)
     per_output = grad_output.dtype.itemsize + dtype.itemsize + small.itemsize + 1 + extra_bytes
-    tiles = plan_tiles(n, geometry, _backward_bytes(geometry, per_output, dtype.itemsize), workspace, c)
-    grad_x = _gradient(input_shape, dtype, tiles)
+    tiles, grad_x = _backward_plan(input_shape, geometry, per_output, dtype, workspace)
     scratch, offset_scratch, masks = Scratch(dtype), Scratch(small), Scratch(np.dtype(bool))
     for tile in tiles:
         g_t = _tile(grad_output, tile)
@@ -409,12 +378,5 @@ def max_backward(
         offsets = offset_scratch.get("offsets", g_t.shape)
         offsets_for(tile, offsets)
         blocks = _winner_blocks(g_t, offsets, geometry.kernel_size, scratch, masks)
-        add_tile(
-            grad_x[:, tile.channels],
-            blocks,
-            tile,
-            scratch.get,
-            grid=geometry.output_size,
-            split=splits(tile.geometry),
-        )
+        _add(grad_x, blocks, tile, scratch, geometry.output_size)
     return grad_x

@@ -1,22 +1,17 @@
 """Window arithmetic of pooling: PyTorch's output sizes, and where each kernel offset reads.
 
-A pooling window is a convolution's receptive field, so a pooling call is
-described by a [`ConvGeometry`][im2col_conv.geometry.ConvGeometry]. Two of PyTorch's
-rules need care:
+A pooling window is a convolution's receptive field, so a pooling call is a
+`ConvGeometry`. Two of PyTorch's rules need care:
 
-- ``ceil_mode`` rounds the output size up, but drops a last window that
-  would start in the right padding. The extra windows read past the padded
-  input; `pool_geometry` expresses them as extra *after*-padding, so
-  the geometry's ``padding`` is ``(p, p + extra)`` per dimension and its
-  ``output_size`` is PyTorch's. Padding, real or extra, never wins a
-  maximum and is never summed; only ``count_include_pad`` counts the real
-  padding (and never the extra) in an average's divisor.
-- Row ``k`` of the column matrix (kernel offset ``k``) reads
-  ``x[o * stride + k * dilation - p]``. The output positions ``o`` for which
-  that lies in the input form a box, and the input positions it reads a
-  strided box: `offset_boxes` lists both per offset, so the kernels
-  reduce the column matrix one row at a time, straight from the input,
-  without padding it.
+- ``ceil_mode`` rounds the output size up but drops a last window starting in
+  the right padding. `pool_geometry` gives the extra windows extra
+  *after*-padding: ``padding`` is ``(p, p + extra)`` and ``output_size`` is
+  PyTorch's. Padding never wins a maximum and is never summed; only
+  ``count_include_pad`` counts the real padding (never the extra) in a divisor.
+- Kernel offset ``k`` reads ``x[o * stride + k * dilation - p]``: the outputs
+  ``o`` for which that lies in the input form a box, and the inputs it reads
+  a strided box. `offset_boxes` lists both per offset, so the kernels reduce
+  the column matrix one row at a time, straight from the unpadded input.
 
 Everything here depends on the geometry only, never on the data.
 """
@@ -25,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -33,7 +29,6 @@ from numpy.typing import DTypeLike, NDArray
 from .geometry import ConvGeometry
 
 __all__ = [
-    "OffsetBox",
     "divisors",
     "offset_boxes",
     "offset_dtype",
@@ -54,20 +49,19 @@ def pool_geometry(
 ) -> ConvGeometry:
     """The windows of a pooling call with PyTorch's output size.
 
-    Per dimension, with ``extent = dilation * (k - 1) + 1``,
-    ``out = floor((in + 2 p - extent) / stride) + 1``; with ``ceil_mode`` the
-    division rounds up, and a last window starting at or past ``in + p``
-    (in the right padding) is dropped. Windows reading past ``in + 2 p``
-    get that much extra after-padding.
+    Per dimension ``out = floor((in + 2 p - extent) / stride) + 1``; with
+    ``ceil_mode`` the division rounds up and a last window starting at or past
+    ``in + p`` is dropped. Windows reading past ``in + 2 p`` get that much
+    extra after-padding.
 
     Raises
     ------
     ValueError
         If some dimension has no window, naming every argument.
     """
+    base = ConvGeometry(input_size, kernel_size, stride, tuple((p, p) for p in padding), dilation)
     out = []
-    for n, k, s, p, d in zip(input_size, kernel_size, stride, padding, dilation):
-        extent = d * (k - 1) + 1
+    for n, s, p, extent in zip(input_size, stride, padding, base.kernel_extent):
         size = (n + 2 * p - extent + (s - 1 if ceil_mode else 0)) // s + 1
         if ceil_mode and (size - 1) * s >= n + p:
             size -= 1
@@ -78,24 +72,15 @@ def pool_geometry(
             f"kernel_size {kernel_size}, stride {stride}, padding {padding}, dilation {dilation}, "
             f"ceil_mode={ceil_mode}"
         )
-    pads = []
-    for n, k, s, p, d, o in zip(input_size, kernel_size, stride, padding, dilation, out):
-        reach = (o - 1) * s + d * (k - 1) + 1
-        pads.append((p, p + max(reach - n - 2 * p, 0)))
-    return ConvGeometry(input_size, kernel_size, stride, tuple(pads), dilation)
+    extra = (max(r - n, 0) for r, n in zip(base.reach(out), base.padded_size))
+    return replace(base, padding=tuple((p, p + e) for p, e in zip(padding, extra)))
 
 
 class OffsetBox(NamedTuple):
-    """Where one kernel offset (one row block of the column matrix) reads inside the input.
+    """Where one kernel offset reads the input.
 
-    Attributes
-    ----------
-    flat : int
-        Flat index of the offset, row-major over ``kernel_size``.
-    outputs : tuple of slice
-        Output positions whose window reads the input at this offset.
-    inputs : tuple of slice
-        The input positions they read, in the same order (strided).
+    ``flat`` is its row-major index, ``outputs`` the output positions whose window reads the
+    input there, ``inputs`` the (strided) input positions they read, in the same order.
     """
 
     flat: int
@@ -103,55 +88,32 @@ class OffsetBox(NamedTuple):
     inputs: tuple[slice, ...]
 
 
-def _dimension_boxes(
-    n: int, k: int, s: int, before: int, d: int, out: int
-) -> list[tuple[slice, slice] | None]:
-    boxes: list[tuple[slice, slice] | None] = []
-    for offset in range(k):
-        shift = offset * d - before  # output o reads input o * s + shift
-        low = max(0, -(shift // s) if shift < 0 else 0)
-        high = min(out, (n - 1 - shift) // s + 1) if n - 1 - shift >= 0 else 0
-        if low >= high:
-            boxes.append(None)
-            continue
-        start = low * s + shift
-        boxes.append((slice(low, high), slice(start, start + (high - low - 1) * s + 1, s)))
-    return boxes
-
-
 @functools.lru_cache(maxsize=64)
 def offset_boxes(geometry: ConvGeometry) -> tuple[OffsetBox, ...]:
-    """Every kernel offset that reads some input position, with where it reads.
-
-    Offsets whose every read lies in the padding are left out.
-    """
-    per_dim = [
-        _dimension_boxes(n, k, s, b, d, o)
-        for n, k, s, (b, _), d, o in zip(
-            geometry.input_size,
-            geometry.kernel_size,
-            geometry.stride,
-            geometry.padding,
-            geometry.dilation,
-            geometry.output_size,
-        )
-    ]
-    boxes = []
+    """Every kernel offset that reads some input position (not only padding), with where it reads."""
+    per_dim = []
+    for axis, (n, s, d, out) in enumerate(
+        zip(geometry.input_size, geometry.stride, geometry.dilation, geometry.output_size)
+    ):
+        boxes = []
+        for offset in range(geometry.kernel_size[axis]):
+            shift = offset * d - geometry.padding[axis][0]  # output o reads input o * s + shift
+            low, high = max(0, -(shift // s)), min(out, (n - 1 - shift) // s + 1)
+            start = low * s + shift
+            boxes.append((slice(low, high), slice(start, start + (high - low - 1) * s + 1, s)))
+        per_dim.append(boxes)
+    found = []
     for index, offset in enumerate(np.ndindex(*geometry.kernel_size)):
         parts = [dims[k] for dims, k in zip(per_dim, offset)]
-        if all(part is not None for part in parts):
-            outputs = tuple(part[0] for part in parts if part is not None)
-            inputs = tuple(part[1] for part in parts if part is not None)
-            boxes.append(OffsetBox(index, outputs, inputs))
-    return tuple(boxes)
+        if all(outputs.start < outputs.stop for outputs, _ in parts):
+            found.append(OffsetBox(index, *map(tuple, zip(*parts))))
+    return tuple(found)
 
 
 def window_boxes(geometry: ConvGeometry) -> list[tuple[tuple[int, ...], tuple[slice, ...]]]:
     """Every output position with the input box its (undilated) window reads, padding left out.
 
-    The transposed view of `offset_boxes`, for calls with fewer
-    windows than kernel offsets (global pooling), where a loop over windows
-    is the shorter one.
+    The transpose of `offset_boxes`, for fewer windows than kernel offsets (global pooling).
     """
     boxes = []
     for position in np.ndindex(*geometry.output_size):
@@ -173,20 +135,16 @@ def offset_dtype(kernel_volume: int) -> np.dtype[Any]:
     return np.dtype(np.int64)
 
 
-def _starts(geometry: ConvGeometry, axis: int) -> NDArray[np.int64]:
-    """Unpadded input position of each window's first element along ``axis``."""
-    return (
-        np.arange(geometry.output_size[axis], dtype=np.int64) * geometry.stride[axis]
-        - (geometry.padding[axis][0])
-    )
+def _starts(geometry: ConvGeometry, axis: int, window: tuple[slice, ...]) -> NDArray[np.int64]:
+    """Unpadded input position along ``axis`` of each window's first element, in ``window``."""
+    starts = np.arange(geometry.output_size[axis], dtype=np.int64) * geometry.stride[axis]
+    starts -= geometry.padding[axis][0]
+    return starts[window[axis]] if axis < len(window) else starts
 
 
 def _outer(parts: list[NDArray[Any]], combine: Any) -> NDArray[Any]:
-    """Combine one 1-D array per axis into the full grid, e.g. by ``np.add`` or ``np.multiply``."""
-    grid = parts[0]
-    for part in parts[1:]:
-        grid = combine.outer(grid, part)
-    return np.asarray(grid)
+    """One 1-D array per axis combined into the full grid, by ``np.add`` or ``np.multiply``."""
+    return np.asarray(functools.reduce(combine.outer, parts))
 
 
 def divisors(
@@ -203,13 +161,11 @@ def divisors(
     part past ``in + p`` (``ceil_mode``) is never counted. ``window`` (leading
     axes, as in a `Tile`) restricts the result to those output positions.
     """
-    cut = window + (slice(None),) * (geometry.ndim - len(window))
+    starts = [_starts(geometry, axis, window) for axis in range(geometry.ndim)]
     if divisor_override is not None:
-        sizes = tuple(len(range(o)[part]) for o, part in zip(geometry.output_size, cut))
-        return np.full(sizes, divisor_override, dtype)
+        return np.full(tuple(map(len, starts)), divisor_override, dtype)
     parts = []
-    for axis, (n, k, (p, _)) in enumerate(zip(geometry.input_size, geometry.kernel_size, geometry.padding)):
-        start = _starts(geometry, axis)[cut[axis]]
+    for start, n, k, (p, _) in zip(starts, geometry.input_size, geometry.kernel_size, geometry.padding):
         if count_include_pad:
             parts.append(np.minimum(start + k, n + p) - start)
         else:
@@ -217,23 +173,15 @@ def divisors(
     return _outer(parts, np.multiply).astype(dtype)
 
 
-def _planes(geometry: ConvGeometry) -> list[int]:
-    """Row-major strides, in elements, of one input plane."""
-    return [math.prod(geometry.input_size[axis + 1 :]) for axis in range(geometry.ndim)]
-
-
 def to_flat_indices(
     geometry: ConvGeometry, window: tuple[slice, ...], offsets: NDArray[Any], out: NDArray[Any]
 ) -> None:
-    """Write the flat input-plane index each offset index points at into ``out``.
+    """Write the flat input-plane index each offset index points at into ``out``; -1 stays -1.
 
-    ``offsets`` covers the output positions ``window`` (leading axes, as in
-    a [`Tile`][im2col_conv.workspace.Tile]) of the call's ``geometry``; -1
-    stays -1.
+    ``offsets`` covers the output positions ``window`` (leading axes, as in a `Tile`).
     """
-    planes = _planes(geometry)
-    cut = window + (slice(None),) * (geometry.ndim - len(window))
-    base = _outer([_starts(geometry, axis)[cut[axis]] * plane for axis, plane in enumerate(planes)], np.add)
+    planes = [math.prod(geometry.input_size[axis + 1 :]) for axis in range(geometry.ndim)]  # row-major
+    base = _outer([_starts(geometry, axis, window) * plane for axis, plane in enumerate(planes)], np.add)
     table = np.zeros(geometry.kernel_volume + 1, np.int64)
     table[:-1] = _outer(
         [np.arange(k) * d * plane for k, d, plane in zip(geometry.kernel_size, geometry.dilation, planes)],
@@ -260,9 +208,7 @@ def offsets_from_indices(
     lead = indices.ndim - geometry.ndim
     for axis in reversed(range(geometry.ndim)):
         rest, coordinate = np.divmod(rest, geometry.input_size[axis])
-        start = _starts(geometry, axis)
-        if axis < len(window):
-            start = start[window[axis]]
+        start = _starts(geometry, axis, window)
         shape = [1] * indices.ndim
         shape[lead + axis] = -1
         step, k = np.divmod(coordinate - start.reshape(shape), geometry.dilation[axis])

@@ -1,14 +1,12 @@
 """Every threshold and budget constant of the engine, and a scoped way to change them.
 
-The engine has few choices to make, and each is a comparison of a layer's
-shape with one constant fitted on the benchmark host (``benchmarks/``, the
-performance page gives the measurements). The constants live in one frozen
-`Tuning`; the engine reads the one in force with `current`. Nothing in the
-package assigns them: a test, the equivalence proof or a user who wants
-another plan asks for it with `override`, which holds for the calling
-thread (more exactly, the calling `contextvars` context) until its
-``with`` block ends. A call running at the same time on another thread keeps
-the plan it had.
+Each choice of the engine compares a layer's shape with one constant fitted
+on the benchmark host (``benchmarks/``; the performance page gives the
+measurements). The constants live in one frozen `Tuning`, read with
+`current`. Nothing in the package assigns them: a test, the equivalence proof
+or a user asks for other values with `override`, which holds for the calling
+thread (its `contextvars` context) until its ``with`` block ends; a call
+running at the same time on another thread keeps its plan.
 
 Examples
 --------
@@ -39,45 +37,42 @@ class Tuning:
     Attributes
     ----------
     cache_bytes : int
-        Preferred size of one tile's temporaries (16 MiB): small enough that
-        the column matrix is still in the last-level cache when the product
-        reads it, large enough that a typical layer's sample is not cut into
-        bands, which thins the products.
+        Preferred size of one tile's temporaries (16 MiB): the column matrix
+        is still in the last-level cache when the product reads it, and a
+        typical layer's sample is not cut into bands, which thins the products.
     reserved_bytes : int
-        Part of the workspace kept for what the tile arithmetic does not
-        count: NumPy's internal buffers, small arrays (128 KiB).
+        Workspace kept for what the tile arithmetic does not count: NumPy's
+        internal buffers, small arrays (128 KiB).
     min_tile_bytes : int
-        Smallest tile budget whatever the workspace (64 KiB): below it each
-        tile's work is dominated by the Python overhead of visiting it.
+        Smallest tile budget whatever the workspace (64 KiB): below it the
+        Python overhead of visiting a tile dominates its work.
     keep_bytes : int
-        Scratch memory a thread keeps from one call for the next (32 MiB).
-        A training loop alternates calls whose buffers differ in size; freed,
-        they return to the operating system and the next call faults its
-        pages in again, which tripled a training step of the MNIST layer.
+        Scratch memory a thread keeps from one call for the next (32 MiB). A
+        training loop alternates calls whose buffers differ in size; freed,
+        their pages go back to the operating system and are faulted in again,
+        which tripled a training step of the MNIST layer.
     fused_min_channels : int
         From this many input channels per group on (64), the backward makes
-        the column gradient one kernel offset at a time and adds it while it
-        is in cache, instead of one tall product whose ``prod(kernel)`` times
-        larger result has left the cache before col2im reads it ...
+        the column gradient one kernel offset at a time and adds it while in
+        cache, instead of one tall product whose ``prod(kernel)`` times larger
+        result has left the cache before col2im reads it ...
     fused_min_sample_bytes : int
         ... and while one sample's column gradient takes at least this many
         bytes (1 MiB): a smaller one stays in cache whole. The 256-channel
         14x14 stride-2 layer's backward took 20 ms fused against 25 ms.
     per_sample_max_product : int
-        A forward tile whose product for one sample and group takes at most
-        this many multiply-adds (2**18) multiplies each sample on its own,
-        straight into the output, sparing the transposing copy of the
-        tile-wide product (MNIST layer, 49 thousand: 0.81 of the tile-wide
-        time). Larger products are split over BLAS's threads, where one
-        synchronisation per sample costs more (CIFAR layer, 614 thousand:
-        the tile-wide product took 0.72 to 0.98 of the per-sample time).
+        A forward tile whose product per sample and group takes at most this
+        many multiply-adds (2**18) multiplies each sample straight into the
+        output, sparing the tile-wide product's transposing copy (MNIST layer,
+        49 thousand: 0.81 of the tile-wide time). Larger products are split
+        over BLAS's threads, where a synchronisation per sample costs more
+        (CIFAR layer, 614 thousand: tile-wide took 0.72 to 0.98 of per-sample).
     phase_split_min_windows : int
         Pooling reads and scatters a strided last axis through its phases
-        (contiguous memory, see ``_polyphase``) from this many windows along
-        it on (16); on shorter rows the extra pass costs more than
-        contiguity gains. NumPy's loops ran about eight times slower on a
-        stride of 2 than on contiguous memory (3.1 against 0.4 ms for one
-        ``np.maximum`` of the benchmark's max pooling).
+        (contiguous memory, ``_polyphase``) from this many windows along it on
+        (16); on shorter rows the extra pass costs more than it gains. NumPy's
+        loops ran about eight times slower on a stride of 2 than contiguously
+        (3.1 against 0.4 ms for one ``np.maximum`` of the benchmark's max pooling).
     """
 
     cache_bytes: int = 16 << 20
@@ -120,7 +115,7 @@ def override(**changes: int) -> Iterator[Tuning]:
     Raises
     ------
     TypeError
-        If a name is not an attribute of `Tuning`, or a value is not an int.
+        If a name is not a `Tuning` attribute, or a value is not an int.
     """
     names = {field.name for field in dataclasses.fields(Tuning)}
     for name, value in changes.items():

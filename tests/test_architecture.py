@@ -135,6 +135,26 @@ def test_modules_and_functions_are_short(path):
             assert length <= 80, f"{path.name}: {node.name} has {length} lines"
 
 
+#: The modules of the engine, whose total length is held to a budget.
+ENGINE_MODULES = {
+    "_engine.py",
+    "tuning.py",
+    "_polyphase.py",
+    "_pointwise.py",
+    "_products.py",
+    "_lowering.py",
+    "_col2im.py",
+    "_pool_engine.py",
+    "_pool_windows.py",
+    "workspace.py",
+}
+
+
+def test_the_engine_stays_within_its_line_budget():
+    lines = {name: (PACKAGE / name).read_text(encoding="utf-8").count("\n") for name in ENGINE_MODULES}
+    assert sum(lines.values()) <= 2000, f"the engine has {sum(lines.values())} lines: {lines}"
+
+
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_every_module_declares_its_public_names(path):
     if path.name == "__main__.py":
