@@ -44,6 +44,16 @@ def _cases():
 CASES = _cases()
 
 
+@pytest.fixture(params=["plain", "phases"])
+def read_by_phases(request):
+    """Run once as planned, once with every strided last axis read and scattered by phases."""
+    if request.param == "plain":
+        yield
+        return
+    with tuning.override(phase_split_min_windows=1):
+        yield
+
+
 def _oracle_or_none(fn, *args):
     try:
         return fn(*args)
@@ -51,6 +61,7 @@ def _oracle_or_none(fn, *args):
         return None
 
 
+@pytest.mark.usefixtures("read_by_phases")
 @pytest.mark.parametrize(("size", "kernel", "stride", "padding", "dilation", "ceil"), CASES)
 def test_max_pool_matches_the_loop_oracle_exactly_in_integers(size, kernel, stride, padding, dilation, ceil):
     rng = np.random.default_rng(len(CASES))
@@ -71,6 +82,7 @@ def test_max_pool_matches_the_loop_oracle_exactly_in_integers(size, kernel, stri
     np.testing.assert_array_equal(ic.max_pool_backward(g, x, kernel, **kw, indices=indices), want)
 
 
+@pytest.mark.usefixtures("read_by_phases")
 @pytest.mark.parametrize(
     ("size", "kernel", "stride", "padding", "dilation", "ceil"),
     [c for c in CASES if c.values[4] == (1,) * len(c.values[0])],
