@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._dask_dispatch import chunked, is_dask
 from ._engine import Engine
 from ._operands import (
     ConvGrads,
@@ -165,6 +166,8 @@ def conv(
     array([[[[ 54,  72],
              [144, 162]]]])
     """
+    if is_dask(input):
+        return chunked().conv(input, weight, bias, stride, padding, dilation, groups, workspace=workspace)  # type: ignore[no-any-return]
     ops = conv_operands(input, weight, bias, stride, padding, dilation, groups)
     engine = _engine(ops, workspace)
     if not _has_products(ops):
@@ -311,6 +314,9 @@ def conv_backward(
     >>> grads.bias
     array([4])
     """
+    if is_dask(grad_output, input):
+        dask_call = chunked().conv_backward
+        return dask_call(grad_output, input, weight, stride, padding, dilation, groups, columns=columns, workspace=workspace)  # type: ignore[no-any-return]
     ops = conv_operands(input, weight, None, stride, padding, dilation, groups, grad_output=grad_output)
     gy = grad_output_operand(grad_output, ops)
     engine = _engine(ops, workspace)
@@ -390,6 +396,9 @@ def conv_transpose(
            [1, 1, 2, 1, 1],
            [1, 1, 2, 1, 1]])
     """
+    if is_dask(input):
+        dask_call = chunked().conv_transpose
+        return dask_call(input, weight, bias, stride, padding, output_padding, groups, dilation, workspace=workspace)  # type: ignore[no-any-return]
     ops = transpose_operands(input, weight, bias, stride, padding, output_padding, groups, dilation)
     if not _has_products(ops):
         size = (ops.x.shape[0], ops.weight.shape[1] * ops.groups, *ops.geometry.input_size)
