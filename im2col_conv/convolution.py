@@ -166,8 +166,8 @@ def conv(
     array([[[[ 54,  72],
              [144, 162]]]])
     """
-    if is_dask(input):
-        return chunked().conv(input, weight, bias, stride, padding, dilation, groups, workspace=workspace)  # type: ignore[no-any-return]
+    if is_dask(input):  # the same arguments, by name, to the chunked version
+        return chunked().conv(**locals())  # type: ignore[no-any-return]
     ops = conv_operands(input, weight, bias, stride, padding, dilation, groups)
     engine = _engine(ops, workspace)
     if not _has_products(ops):
@@ -314,9 +314,8 @@ def conv_backward(
     >>> grads.bias
     array([4])
     """
-    if is_dask(grad_output, input):
-        dask_call = chunked().conv_backward
-        return dask_call(grad_output, input, weight, stride, padding, dilation, groups, columns=columns, workspace=workspace)  # type: ignore[no-any-return]
+    if is_dask(grad_output, input):  # the same arguments, by name, to the chunked version
+        return chunked().conv_backward(**locals())  # type: ignore[no-any-return]
     ops = conv_operands(input, weight, None, stride, padding, dilation, groups, grad_output=grad_output)
     gy = grad_output_operand(grad_output, ops)
     engine = _engine(ops, workspace)
@@ -396,9 +395,8 @@ def conv_transpose(
            [1, 1, 2, 1, 1],
            [1, 1, 2, 1, 1]])
     """
-    if is_dask(input):
-        dask_call = chunked().conv_transpose
-        return dask_call(input, weight, bias, stride, padding, output_padding, groups, dilation, workspace=workspace)  # type: ignore[no-any-return]
+    if is_dask(input):  # the same arguments, by name, to the chunked version
+        return chunked().conv_transpose(**locals())  # type: ignore[no-any-return]
     ops = transpose_operands(input, weight, bias, stride, padding, output_padding, groups, dilation)
     if not _has_products(ops):
         size = (ops.x.shape[0], ops.weight.shape[1] * ops.groups, *ops.geometry.input_size)

@@ -20,12 +20,12 @@ import dask.array as da
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .._validation import check_workspace
 from ..convolution import ConvGrads
 from ..convolution import conv as numpy_conv
 from ..convolution import conv_backward as numpy_conv_backward
 from ..convolution import conv_transpose as numpy_conv_transpose
 from ..geometry import ConvGeometry, IntOrTuple, PaddingLike
-from .._validation import check_workspace
 from ._graph import Graph
 from ._inputs import as_dask, batched, grad_like, small
 from ._plan import (
@@ -149,7 +149,14 @@ def conv_backward(
     expected = (x.shape[0], w.shape[0], *geometry.output_size)
     gy = grad_like(grad_output, expected, unbatched)
     probe = numpy_conv_backward(
-        np.zeros((0, *expected[1:]), gy.dtype), empty, w, stride, padding, dilation, groups, workspace=workspace
+        np.zeros((0, *expected[1:]), gy.dtype),
+        empty,
+        w,
+        stride,
+        padding,
+        dilation,
+        groups,
+        workspace=workspace,
     )
     x = x.rechunk({1: -1})
     bounds = _output_bounds(x, geometry)

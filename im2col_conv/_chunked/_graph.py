@@ -57,7 +57,9 @@ def _checked_add(total: NDArray[Any], part: NDArray[Any]) -> None:
         total += part
         return
     if wrapped.any():
-        raise OverflowError(f"an exact {total.dtype} sum of overlapping chunks leaves the {total.dtype} range")
+        raise OverflowError(
+            f"an exact {total.dtype} sum of overlapping chunks leaves the {total.dtype} range"
+        )
     total[...] = result
 
 
@@ -156,17 +158,17 @@ class Graph:
                 tlo = [t[k] for t, k in zip(target, chunk)]
                 thi = [t[k + 1] for t, k in zip(target, chunk)]
                 touching = [
-                    [(j, s) for j, s in enumerate(row) if s.lo < h and l < s.hi]
-                    for row, l, h in zip(slabs, tlo, thi)
+                    [(j, s) for j, s in enumerate(row) if s.lo < h and low < s.hi]
+                    for row, low, h in zip(slabs, tlo, thi)
                 ]
                 keys, placements = [], []
                 for combo in np.ndindex(*(len(t) for t in touching)):
                     picked = [touching[a][i] for a, i in enumerate(combo)]
                     source, where = [], []
-                    for (_, s), l, h in zip(picked, tlo, thi):
-                        start, stop = max(s.lo, l), min(s.hi, h)
+                    for (_, s), low, h in zip(picked, tlo, thi):
+                        start, stop = max(s.lo, low), min(s.hi, h)
                         source.append(slice(start - s.lo, stop - s.lo))
-                        where.append(slice(start - l, stop - l))
+                        where.append(slice(start - low, stop - low))
                     keys.append(parts[(*lead, *(j for j, _ in picked))])
                     placements.append(((Ellipsis, *source), (Ellipsis, *where)))
                 shape = (*(c[i] for c, i in zip(lead_chunks, lead)), *(s[k] for s, k in zip(sizes, chunk)))

@@ -117,13 +117,11 @@ class PoolAxis(NamedTuple):
         """Output size for an input of ``size`` positions (default the axis's own)."""
         n = self.size if size is None else size
         span = n + 2 * self.padding - self.extent
-        if span < 0:
-            return 0
         count = (-(-span // self.stride) if self.ceil_mode else span // self.stride) + 1
         # A last window must start inside the input or the left padding.
         if self.ceil_mode and (count - 1) * self.stride >= n + self.padding:
             count -= 1
-        return count
+        return max(count, 0)
 
 
 def pool_slab(axis: PoolAxis, a: int, b: int) -> Slab:

@@ -1,5 +1,424 @@
-"""placeholder"""
-def avg_pool(): ...
-def avg_pool_backward(): ...
-def max_pool(): ...
-def max_pool_backward(): ...
+"""Max and average pooling, and their gradients, over Dask arrays.
+
+Pooling pads both sides alike, so a block's call cannot be given the
+one-sided padding of a band. Instead each block of windows reads a slab that
+starts on a multiple of the stride (`_plan.pool_slab`): the call, with the
+pooling's own padding, computes the block's windows exactly, the windows
+before them are dropped. For the gradients the block's output gradient is
+placed among zeros at the same windows, the call sends it to the slab, and
+the slabs that overlap a chunk of the input gradient are added up.
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+from functools import partial
+from typing import Any
+
+import dask.array as da
+import numpy as np
+from numpy.typing import NDArray
+
+from .._validation import as_int, check_workspace, int_tuple, is_sequence
+from ..pooling import avg_pool as numpy_avg_pool
+from ..pooling import avg_pool_backward as numpy_avg_pool_backward
+from ..pooling import max_pool as numpy_max_pool
+from ..pooling import max_pool_backward as numpy_max_pool_backward
+from ._graph import Graph
+from ._inputs import as_dask, batched, grad_like
+from ._plan import PoolAxis, Slab, block_indices, chunk_bounds, halo_minimum, merge_bounds, pool_slab
+
+__all__ = ["avg_pool", "avg_pool_backward", "max_pool", "max_pool_backward"]
+
+
+def _spatial(kernel_size: object, ndim: int) -> int:
+    return len(kernel_size) if is_sequence(kernel_size) else ndim - 2  # type: ignore[arg-type]
+
+
+def _axes(
+    shape: tuple[int, ...],
+    kernel_size: object,
+    stride: object,
+    padding: object,
+    dilation: object,
+    ceil: object,
+) -> list[PoolAxis]:
+    """Per spatial axis of a batched ``shape``, arguments the NumPy call has already accepted."""
+    d = len(shape) - 2
+    kernel = int_tuple(kernel_size, d, "kernel_size", minimum=1)
+    strides = kernel if stride is None else int_tuple(stride, d, "stride", minimum=1)
+    pads = int_tuple(padding, d, "padding", minimum=0)
+    dilations = int_tuple(dilation, d, "dilation", minimum=1)
+    return [PoolAxis(*values, bool(ceil)) for values in zip(shape[2:], kernel, strides, pads, dilations)]
+
+
+def _slabs(axes: list[PoolAxis], bounds: list[tuple[int, ...]]) -> list[list[Slab]]:
+    return [
+        [pool_slab(axis, a, b) for a, b in itertools.pairwise(edges)] for axis, edges in zip(axes, bounds)
+    ]
+
+
+def _bounds(
+    chunks: tuple[tuple[int, ...], ...], axes: list[PoolAxis], follow_input: bool
+) -> list[tuple[int, ...]]:
+    """Output blocks per axis, from the input's chunks or the output gradient's."""
+    found = []
+    for c, axis in zip(chunks, axes):
+        edges = chunk_bounds(c)
+        if follow_input:
+            starts = {0, axis.windows()} | {
+                min(max(-(-(e + axis.padding) // axis.stride), 0), axis.windows()) for e in edges[1:-1]
+            }
+            edges = tuple(sorted(starts))
+        found.append(merge_bounds(edges, halo_minimum(axis.stride, axis.extent)))
+    return found
+
+
+def _sizes(bounds: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+    return [tuple(np.diff(b).tolist()) for b in bounds]
+
+
+def _kept(slabs: list[Slab]) -> tuple[slice, ...]:
+    """The block's own windows among those of its call."""
+    return (Ellipsis, *(slice(s.padding[0], s.padding[0] + s.padding[1]) for s in slabs))
+
+
+def _flat_to_global(
+    indices: NDArray[Any], slabs: list[Slab], local: tuple[int, ...], whole: tuple[int, ...]
+) -> Any:
+    """Flat indices in a slab's plane as flat indices in the whole input's plane (-1 kept)."""
+    found = indices >= 0
+    coords = np.unravel_index(np.where(found, indices, 0), local)
+    shifted = tuple(c + s.lo for c, s in zip(coords, slabs))
+    return np.where(found, np.ravel_multi_index(shifted, whole), -1).astype(indices.dtype)
+
+
+def _max_block(slab: NDArray[Any], *, slabs: list[Slab], whole: tuple[int, ...], **kwargs: Any) -> Any:
+    result = numpy_max_pool(slab, **kwargs)
+    keep = _kept(slabs)
+    if not kwargs["return_indices"]:
+        return result[keep]
+    values, indices = result
+    return values[keep], _flat_to_global(indices[keep], slabs, slab.shape[2:], whole)
+
+
+def _forward(
+    label: str, x: da.Array, axes: list[PoolAxis], dtype: np.dtype[Any], block: Any, outputs: int
+) -> list[da.Array]:
+    """The blocks' calls on their slabs, as ``outputs`` arrays (a call returning a tuple of them if 2)."""
+    bounds = _bounds(x.chunks[2:], axes, follow_input=True)
+    slabs = _slabs(axes, bounds)
+    graph = Graph(label, x, axes, block)
+    names = [graph.name(f"output{i}") for i in range(outputs)]
+    for lead in itertools.product(range(len(x.chunks[0])), range(len(x.chunks[1]))):
+        for j in block_indices([len(row) for row in slabs]):
+            own = [row[i] for row, i in zip(slabs, j)]
+            task = (partial(block, slabs=own), graph.slab(x, lead, [(s.lo, s.hi) for s in own]))
+            if outputs == 1:
+                graph.tasks[(names[0], *lead, *j)] = task
+            else:
+                graph.tasks[(graph.name("blocks"), *lead, *j)] = task
+                for i, name in enumerate(names):
+                    graph.tasks[(name, *lead, *j)] = (operator.getitem, (graph.name("blocks"), *lead, *j), i)
+    chunks = [*x.chunks[:2], *_sizes(bounds)]
+    return [graph.array(name, chunks, np.dtype(np.int64) if i else dtype) for i, name in enumerate(names)]
+
+
+def max_pool(
+    input: object,
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    ceil_mode: Any,
+    return_indices: Any,
+    *,
+    workspace: int,
+) -> Any:
+    """`max_pool` of a Dask array: lazy Dask arrays chunked like the input (batch, channels, space)."""
+    x = as_dask(input, "input")
+    args = (kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+    def call(sample: NDArray[Any]) -> Any:
+        return numpy_max_pool(sample, *args, workspace=workspace)
+
+    x, unbatched, empty = batched(x, _spatial(kernel_size, x.ndim), call)
+    probe = call(empty)
+    axes = _axes(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    whole = tuple(x.shape[2:])
+    block = partial(
+        _max_block,
+        whole=whole,
+        kernel_size=tuple(a.kernel for a in axes),
+        stride=tuple(a.stride for a in axes),
+        padding=tuple(a.padding for a in axes),
+        dilation=tuple(a.dilation for a in axes),
+        ceil_mode=bool(ceil_mode),
+        return_indices=bool(return_indices),
+        workspace=workspace,
+    )
+    dtype = probe[0].dtype if return_indices else probe.dtype
+    results = _forward("max-pool", x, axes, dtype, block, 2 if return_indices else 1)
+    if unbatched:
+        results = [r[0] for r in results]
+    return tuple(results) if return_indices else results[0]
+
+
+def _avg_block(slab: NDArray[Any], *, slabs: list[Slab], **kwargs: Any) -> NDArray[Any]:
+    result: NDArray[Any] = numpy_avg_pool(slab, **kwargs)[_kept(slabs)]
+    return result
+
+
+def _avg_arguments(axes: list[PoolAxis], ceil: object, include: object, divisor: object) -> dict[str, Any]:
+    return {
+        "kernel_size": tuple(a.kernel for a in axes),
+        "stride": tuple(a.stride for a in axes),
+        "padding": tuple(a.padding for a in axes),
+        "ceil_mode": bool(ceil),
+        "count_include_pad": bool(include),
+        "divisor_override": None if divisor is None else as_int(divisor, "divisor_override"),
+    }
+
+
+def avg_pool(
+    input: object,
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    ceil_mode: Any,
+    count_include_pad: Any,
+    divisor_override: Any,
+    *,
+    workspace: int,
+) -> da.Array:
+    """`avg_pool` of a Dask array: a lazy Dask array chunked like the input (batch, channels, space)."""
+    x = as_dask(input, "input")
+    args = (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+
+    def call(sample: NDArray[Any]) -> NDArray[Any]:
+        return numpy_avg_pool(sample, *args, workspace=workspace)
+
+    x, unbatched, empty = batched(x, _spatial(kernel_size, x.ndim), call)
+    dtype = call(empty).dtype
+    axes = _axes(x.shape, kernel_size, stride, padding, 1, ceil_mode)
+    named = _avg_arguments(axes, ceil_mode, count_include_pad, divisor_override)
+    block = partial(_avg_block, workspace=workspace, **named)
+    (y,) = _forward("avg-pool", x, axes, dtype, block, 1)
+    return y[0] if unbatched else y
+
+
+def _local_grad(block: NDArray[Any], slabs: list[Slab], axes: list[PoolAxis], fill: int = 0) -> NDArray[Any]:
+    """The block's output gradient (or indices) among ``fill`` at every other window of its call."""
+    windows = tuple(axis.windows(s.hi - s.lo) for axis, s in zip(axes, slabs))
+    local = np.full((*block.shape[:2], *windows), fill, block.dtype)
+    local[_kept(slabs)] = block
+    return local
+
+
+def _to_local(indices: NDArray[Any], slabs: list[Slab], whole: tuple[int, ...]) -> NDArray[Any]:
+    """Flat indices in the whole input's plane as flat indices in a slab's plane (-1 kept).
+
+    Raises
+    ------
+    ValueError
+        For an index outside the slab its window reads.
+    """
+    found = indices >= 0
+    size = int(np.prod(whole))
+    if np.any(indices >= size):
+        raise ValueError(f"indices must be -1 or a position its window reads, got an index >= {size}")
+    coords = np.unravel_index(np.where(found, indices, 0), whole)
+    local = tuple(c - s.lo for c, s in zip(coords, slabs))
+    inside = np.all([(c >= 0) & (c < s.hi - s.lo) for c, s in zip(local, slabs)], axis=0)
+    if np.any(found & ~inside):
+        raise ValueError(
+            "indices must be -1 or a position its window reads; an index lies outside its window"
+        )
+    shape = tuple(s.hi - s.lo for s in slabs)
+    flat = np.ravel_multi_index(tuple(np.where(found, c, 0) for c in local), shape)
+    return np.where(found, flat, -1)
+
+
+def _max_backward_block(
+    grad: NDArray[Any],
+    slab: NDArray[Any],
+    indices: NDArray[Any] | None,
+    *,
+    slabs: list[Slab],
+    axes: list[PoolAxis],
+    whole: tuple[int, ...],
+    **kwargs: Any,
+) -> NDArray[Any]:
+    local = None
+    if indices is not None:
+        local = _local_grad(_to_local(indices, slabs, whole), slabs, axes, fill=-1)
+    return numpy_max_pool_backward(_local_grad(grad, slabs, axes), slab, indices=local, **kwargs)
+
+
+def _zeros_like_slab(block: NDArray[Any], shape: tuple[int, ...], dtype: np.dtype[Any]) -> NDArray[Any]:
+    """A zero-stride stand-in for a slab whose values are not read (its shape, from a block's lead)."""
+    return np.broadcast_to(np.zeros((), dtype), (*block.shape[:2], *shape))
+
+
+def max_pool_backward(
+    grad_output: object,
+    input: object,
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    ceil_mode: Any,
+    *,
+    indices: object,
+    workspace: int,
+) -> da.Array:
+    """`max_pool_backward` with Dask arrays: a lazy Dask array chunked like ``input``.
+
+    With ``indices``, the input's values are never read; without, every
+    block finds its windows' winners again in its slab.
+    """
+    check_workspace(workspace)
+    x = as_dask(input, "input")
+
+    def call(sample: NDArray[Any]) -> Any:
+        return numpy_max_pool(sample, kernel_size, stride, padding, dilation, ceil_mode, workspace=workspace)
+
+    x, unbatched, empty = batched(x, _spatial(kernel_size, x.ndim), call)
+    y = call(empty)
+    gy = grad_like(grad_output, (x.shape[0], *y.shape[1:]), unbatched)
+    idx = None
+    if indices is not None:
+        idx = as_dask(indices, "indices")
+        if idx.dtype.kind not in "iu":
+            raise TypeError(f"indices must have an integer dtype, got dtype {idx.dtype}")
+        given = gy.shape[1:] if unbatched else gy.shape
+        if idx.shape != given:
+            raise ValueError(f"indices must have grad_output's shape {given}, got {idx.shape}")
+        idx = idx[np.newaxis] if unbatched else idx
+    dtype = numpy_max_pool_backward(
+        np.zeros(y.shape, gy.dtype),
+        empty,
+        kernel_size,
+        stride,
+        padding,
+        dilation,
+        ceil_mode,
+        workspace=workspace,
+    ).dtype
+    axes = _axes(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    bounds = _bounds(x.chunks[2:], axes, follow_input=True)
+    gy = gy.rechunk((*x.chunks[:2], *_sizes(bounds)))
+    idx = None if idx is None else idx.rechunk(gy.chunks)
+    slabs = _slabs(axes, bounds)
+    whole = tuple(x.shape[2:])
+    graph = Graph("max-pool-backward", gy, x, idx, axes, workspace)
+    blocks = graph.name("blocks")
+    parts: dict[tuple[int, ...], Any] = {}
+    for lead in itertools.product(range(len(x.chunks[0])), range(len(x.chunks[1]))):
+        for j in block_indices([len(row) for row in slabs]):
+            own = [row[i] for row, i in zip(slabs, j)]
+            run = partial(
+                _max_backward_block,
+                slabs=own,
+                axes=axes,
+                whole=whole,
+                kernel_size=tuple(a.kernel for a in axes),
+                stride=tuple(a.stride for a in axes),
+                padding=tuple(a.padding for a in axes),
+                dilation=tuple(a.dilation for a in axes),
+                ceil_mode=bool(ceil_mode),
+                workspace=workspace,
+            )
+            grad_key = (gy.name, *lead, *j)
+            if idx is None:
+                read = graph.slab(x, lead, [(s.lo, s.hi) for s in own])
+                graph.tasks[(blocks, *lead, *j)] = (run, grad_key, read, None)
+            else:
+                stand_in = partial(_zeros_like_slab, shape=tuple(s.hi - s.lo for s in own), dtype=x.dtype)
+                graph.tasks[(blocks, *lead, *j)] = (
+                    run,
+                    grad_key,
+                    (stand_in, grad_key),
+                    (idx.name, *lead, *j),
+                )
+            parts[(*lead, *j)] = (blocks, *lead, *j)
+    target = [chunk_bounds(c) for c in x.chunks[2:]]
+    grad_x = graph.scatter(graph.name("input"), parts, slabs, x.chunks[:2], target, dtype)
+    return grad_x[0] if unbatched else grad_x
+
+
+def _avg_backward_block(
+    grad: NDArray[Any], *, slabs: list[Slab], axes: list[PoolAxis], **kwargs: Any
+) -> NDArray[Any]:
+    shape = (*grad.shape[:2], *(s.hi - s.lo for s in slabs))
+    return numpy_avg_pool_backward(_local_grad(grad, slabs, axes), shape, **kwargs)
+
+
+def _checked_shape(input_shape: object, spatial: int, refuse: Any) -> tuple[int, ...]:
+    """``input_shape`` as ints, or the NumPy call's own error."""
+    try:
+        shape = tuple(as_int(n, "input_shape") for n in input_shape) if is_sequence(input_shape) else None  # type: ignore[attr-defined]
+    except TypeError:
+        shape = None
+    if (
+        shape is None
+        or any(n < 0 for n in shape)
+        or spatial < 1
+        or len(shape) not in (spatial + 1, spatial + 2)
+    ):
+        refuse()
+        raise ValueError(f"input_shape {input_shape!r} does not fit {spatial} spatial dimension(s)")
+    return shape
+
+
+def avg_pool_backward(
+    grad_output: object,
+    input_shape: Any,
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    ceil_mode: Any,
+    count_include_pad: Any,
+    divisor_override: Any,
+    *,
+    workspace: int,
+) -> da.Array:
+    """`avg_pool_backward` of a Dask array: a lazy Dask array, its chunks following ``grad_output``'s."""
+    check_workspace(workspace)
+    gy = as_dask(grad_output, "grad_output")
+    args = (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    spatial = (
+        len(kernel_size)
+        if is_sequence(kernel_size)
+        else (len(input_shape) - 2 if is_sequence(input_shape) else 0)
+    )
+    shape = _checked_shape(
+        input_shape,
+        spatial,
+        lambda: numpy_avg_pool_backward(np.zeros(0), input_shape, *args, workspace=workspace),
+    )
+    unbatched = len(shape) == spatial + 1
+    batched_shape = (1, *shape) if unbatched else shape
+    y = numpy_avg_pool(np.zeros((0, *batched_shape[1:])), *args, workspace=workspace)
+    gy = grad_like(gy, (batched_shape[0], *y.shape[1:]), unbatched)
+    dtype = numpy_avg_pool_backward(
+        np.zeros(y.shape, gy.dtype), y.shape[:2] + batched_shape[2:], *args, workspace=workspace
+    ).dtype
+    axes = _axes(batched_shape, kernel_size, stride, padding, 1, ceil_mode)
+    bounds = _bounds(gy.chunks[2:], axes, follow_input=False)
+    gy = gy.rechunk((*gy.chunks[:2], *_sizes(bounds)))
+    slabs = _slabs(axes, bounds)
+    graph = Graph("avg-pool-backward", gy, axes, args, workspace)
+    named = _avg_arguments(axes, ceil_mode, count_include_pad, divisor_override)
+    parts: dict[tuple[int, ...], Any] = {}
+    blocks = graph.name("blocks")
+    for lead in itertools.product(range(len(gy.chunks[0])), range(len(gy.chunks[1]))):
+        for j in block_indices([len(row) for row in slabs]):
+            own = [row[i] for row, i in zip(slabs, j)]
+            run = partial(_avg_backward_block, slabs=own, axes=axes, workspace=workspace, **named)
+            graph.tasks[(blocks, *lead, *j)] = (run, (gy.name, *lead, *j))
+            parts[(*lead, *j)] = (blocks, *lead, *j)
+    target = [tuple(sorted({0, axis.size} | {s.lo for s in row})) for row, axis in zip(slabs, axes)]
+    grad_x = graph.scatter(graph.name("input"), parts, slabs, gy.chunks[:2], target, dtype)
+    return grad_x[0] if unbatched else grad_x
