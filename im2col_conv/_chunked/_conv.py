@@ -110,7 +110,7 @@ def conv(
                 workspace=workspace,
             )
             read = graph.slab(x, (n, 0), [(p.lo, p.hi) for p in parts])
-            graph.tasks[(name, n, 0, *block)] = (run, read, weight_key, bias_key)
+            graph.add((name, n, 0, *block), (run, read, weight_key, bias_key))
     y = graph.array(name, [x.chunks[0], (w.shape[0],), *_sizes(bounds)], dtype)
     return y[0] if unbatched else y
 
@@ -178,15 +178,17 @@ def conv_backward(
                 workspace=workspace,
             )
             read = graph.slab(x, (n, 0), [(p.lo, p.hi) for p in pieces])
-            graph.tasks[(blocks, n, *block)] = (run, (gy.name, n, 0, *block), read, weight_key)
-            parts[(n, 0, *block)] = (blocks, n, *block)
+            graph.add((blocks, n, *block), (run, (gy.name, n, 0, *block), read, weight_key))
+            key = (n, 0, *block)
+            parts[key] = (blocks, n, *block)
     keys = list(parts.values())
     target = [chunk_bounds(c) for c in x.chunks[2:]]
     inputs = {k: (operator.getitem, v, 0) for k, v in parts.items()}
     grad_x = graph.scatter(graph.name("input"), inputs, slabs, x.chunks[:2], target, probe.input.dtype)
     grad_w = graph.tree_sum("weight", [(operator.getitem, k, 1) for k in keys], w.shape, probe.weight.dtype)
     grad_b = graph.tree_sum("bias", [(operator.getitem, k, 2) for k in keys], (w.shape[0],), probe.bias.dtype)
-    return ConvGrads(grad_x[0] if unbatched else grad_x, grad_w, grad_b)
+    # The gradients are lazy Dask arrays where the NumPy version holds ndarrays.
+    return ConvGrads(grad_x[0] if unbatched else grad_x, grad_w, grad_b)  # type: ignore[arg-type]
 
 
 def _transpose_block(block: NDArray[Any], weight: NDArray[Any], *, empty: bool, **kwargs: Any) -> Any:
@@ -245,8 +247,9 @@ def conv_transpose(
                 dilation=frame.dilation,
                 workspace=workspace,
             )
-            graph.tasks[(name, n, *block)] = (run, (x.name, n, 0, *block), weight_key)
-            parts[(n, 0, *block)] = (name, n, *block)
+            graph.add((name, n, *block), (run, (x.name, n, 0, *block), weight_key))
+            key = (n, 0, *block)
+            parts[key] = (name, n, *block)
     target = [
         tuple(sorted({0, size} | {p.lo for p in row if p.lo < size}))
         for row, size in zip(slabs, frame.input_size)

@@ -34,15 +34,17 @@ FAN_IN = 8
 
 def concatenate_nested(nested: Any, axis: int = 0) -> NDArray[Any]:
     """Join a nested list of blocks: the outer list along ``axis``, the next along ``axis + 1``, ..."""
-    if isinstance(nested, list):
-        parts = [concatenate_nested(part, axis + 1) for part in nested]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axis)
-    return np.asarray(nested)
+    if not isinstance(nested, list):
+        return np.asarray(nested)
+    parts = [concatenate_nested(part, axis + 1) for part in nested]
+    joined: NDArray[Any] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axis)
+    return joined
 
 
 def take(block: NDArray[Any], where: tuple[Any, ...]) -> NDArray[Any]:
     """``block[where]``."""
-    return block[where]
+    part: NDArray[Any] = block[where]
+    return part
 
 
 def _checked_add(total: NDArray[Any], part: NDArray[Any]) -> None:
@@ -67,7 +69,7 @@ def add_pieces(
     parts: list[NDArray[Any] | None],
     shape: tuple[int, ...],
     dtype: np.dtype[Any],
-    placements: Sequence[tuple[tuple[slice, ...], tuple[slice, ...]]],
+    placements: Sequence[tuple[tuple[Any, ...], tuple[Any, ...]]],
     base: NDArray[Any] | None = None,
 ) -> NDArray[Any]:
     """A chunk that is the sum of the overlapping parts of ``parts`` (``(source, target)`` slices)."""
@@ -112,6 +114,10 @@ class Graph:
 
     def name(self, what: str) -> str:
         return f"{self.label}-{what}-{self.token}"
+
+    def add(self, key: tuple[Any, ...], task: Any) -> None:
+        """Put ``task`` in the graph under ``key``."""
+        self.tasks[key] = task
 
     def constant(self, what: str, value: object) -> str:
         """Put ``value`` (a weight, say) in the graph once; tasks name it by the returned key."""
@@ -169,11 +175,12 @@ class Graph:
                         start, stop = max(s.lo, low), min(s.hi, h)
                         source.append(slice(start - s.lo, stop - s.lo))
                         where.append(slice(start - low, stop - low))
-                    keys.append(parts[(*lead, *(j for j, _ in picked))])
+                    key = (*lead, *(j for j, _ in picked))
+                    keys.append(parts[key])
                     placements.append(((Ellipsis, *source), (Ellipsis, *where)))
                 shape = (*(c[i] for c, i in zip(lead_chunks, lead)), *(s[k] for s, k in zip(sizes, chunk)))
                 call = partial(add_pieces, shape=shape, dtype=dtype, placements=placements, base=base)
-                self.tasks[(name, *lead, *chunk)] = (call, keys)
+                self.add((name, *lead, *chunk), (call, keys))
         return self.array(name, [*lead_chunks, *sizes], dtype)
 
     def tree_sum(self, name: str, parts: list[Any], shape: tuple[int, ...], dtype: np.dtype[Any]) -> da.Array:
@@ -187,5 +194,5 @@ class Graph:
                 keys.append(key)
             level, depth = keys, depth + 1
         root = self.name(name)
-        self.tasks[(root,) + (0,) * len(shape)] = (partial(exact_sum, dtype=dtype), level)
+        self.add((root,) + (0,) * len(shape), (partial(exact_sum, dtype=dtype), level))
         return self.array(root, [(n,) for n in shape], dtype)

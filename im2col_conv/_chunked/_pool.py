@@ -79,7 +79,7 @@ def _sizes(bounds: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
     return [tuple(np.diff(b).tolist()) for b in bounds]
 
 
-def _kept(slabs: list[Slab]) -> tuple[slice, ...]:
+def _kept(slabs: list[Slab]) -> tuple[Any, ...]:
     """The block's own windows among those of its call."""
     return (Ellipsis, *(slice(s.padding[0], s.padding[0] + s.padding[1]) for s in slabs))
 
@@ -95,7 +95,7 @@ def _flat_to_global(
 
 
 def _max_block(slab: NDArray[Any], *, slabs: list[Slab], whole: tuple[int, ...], **kwargs: Any) -> Any:
-    result = numpy_max_pool(slab, **kwargs)
+    result: Any = numpy_max_pool(slab, **kwargs)
     keep = _kept(slabs)
     if not kwargs["return_indices"]:
         return result[keep]
@@ -116,11 +116,11 @@ def _forward(
             own = [row[i] for row, i in zip(slabs, j)]
             task = (partial(block, slabs=own), graph.slab(x, lead, [(s.lo, s.hi) for s in own]))
             if outputs == 1:
-                graph.tasks[(names[0], *lead, *j)] = task
+                graph.add((names[0], *lead, *j), task)
             else:
-                graph.tasks[(graph.name("blocks"), *lead, *j)] = task
+                graph.add((graph.name("blocks"), *lead, *j), task)
                 for i, name in enumerate(names):
-                    graph.tasks[(name, *lead, *j)] = (operator.getitem, (graph.name("blocks"), *lead, *j), i)
+                    graph.add((name, *lead, *j), (operator.getitem, (graph.name("blocks"), *lead, *j), i))
     chunks = [*x.chunks[:2], *_sizes(bounds)]
     return [graph.array(name, chunks, np.dtype(np.int64) if i else dtype) for i, name in enumerate(names)]
 
@@ -333,16 +333,13 @@ def max_pool_backward(
             grad_key = (gy.name, *lead, *j)
             if idx is None:
                 read = graph.slab(x, lead, [(s.lo, s.hi) for s in own])
-                graph.tasks[(blocks, *lead, *j)] = (run, grad_key, read, None)
+                graph.add((blocks, *lead, *j), (run, grad_key, read, None))
             else:
                 stand_in = partial(_zeros_like_slab, shape=tuple(s.hi - s.lo for s in own), dtype=x.dtype)
-                graph.tasks[(blocks, *lead, *j)] = (
-                    run,
-                    grad_key,
-                    (stand_in, grad_key),
-                    (idx.name, *lead, *j),
-                )
-            parts[(*lead, *j)] = (blocks, *lead, *j)
+                task = (run, grad_key, (stand_in, grad_key), (idx.name, *lead, *j))
+                graph.add((blocks, *lead, *j), task)
+            key = (*lead, *j)
+            parts[key] = (blocks, *key)
     target = [chunk_bounds(c) for c in x.chunks[2:]]
     grad_x = graph.scatter(graph.name("input"), parts, slabs, x.chunks[:2], target, dtype)
     return grad_x[0] if unbatched else grad_x
@@ -417,8 +414,9 @@ def avg_pool_backward(
         for j in block_indices([len(row) for row in slabs]):
             own = [row[i] for row, i in zip(slabs, j)]
             run = partial(_avg_backward_block, slabs=own, axes=axes, workspace=workspace, **named)
-            graph.tasks[(blocks, *lead, *j)] = (run, (gy.name, *lead, *j))
-            parts[(*lead, *j)] = (blocks, *lead, *j)
+            graph.add((blocks, *lead, *j), (run, (gy.name, *lead, *j)))
+            key = (*lead, *j)
+            parts[key] = (blocks, *key)
     target = [tuple(sorted({0, axis.size} | {s.lo for s in row})) for row, axis in zip(slabs, axes)]
     grad_x = graph.scatter(graph.name("input"), parts, slabs, gy.chunks[:2], target, dtype)
     return grad_x[0] if unbatched else grad_x
