@@ -50,7 +50,7 @@ def run(workers: int, memory_limit: str, scale: float, workspace: int) -> dict:
             threads_per_worker=1,
             processes=True,
             memory_limit=memory_limit,
-            dashboard_address=None,
+            dashboard_address=":0",
         ) as cluster,
         Client(cluster) as client,
     ):
