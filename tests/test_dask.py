@@ -74,7 +74,7 @@ def _conv_case(rng):
         return size, kernel, stride, padding, dilation
 
 
-@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("seed", range(8))
 def test_conv_family_matches_numpy_for_any_chunking(client, seed):
     rng = np.random.default_rng(seed)
     size, kernel, stride, padding, dilation = _conv_case(rng)
@@ -121,7 +121,7 @@ def _pool_case(rng):
         return size, kernel, stride, padding, dilation, ceil
 
 
-@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("seed", range(8))
 def test_pooling_matches_numpy_for_any_chunking(client, seed):
     rng = np.random.default_rng(100 + seed)
     size, kernel, stride, padding, dilation, ceil = _pool_case(rng)
@@ -165,31 +165,37 @@ def test_against_the_loops(client):
     x = rng.integers(-5, 6, (2, 4, 7, 6))
     w = rng.integers(-3, 4, (4, 2, 3, 2))
     b = rng.integers(-3, 4, 4)
-    pads = ((2, 0), (1, 3))
-    lazy = da.from_array(x, chunks=(1, 3, 2, 1))
-    y = client.compute(ic.conv(lazy, w, b, (2, 1), pads, (1, 2), groups=2), sync=True)
-    np.testing.assert_array_equal(y, loop_conv(x, w, b, (2, 1), pads, (1, 2), groups=2))
-    gy = rng.integers(-3, 4, y.shape)
-    grads = ic.conv_backward(da.from_array(gy, chunks=1), lazy, w, (2, 1), pads, (1, 2), groups=2)
-    for got, want in zip(
-        client.compute(list(grads), sync=True), loop_conv_grads(gy, x, w, (2, 1), pads, (1, 2), 2)
-    ):
-        np.testing.assert_array_equal(got, want)
     wt = rng.integers(-3, 4, (4, 3, 2, 3))
-    got = ic.conv_transpose(lazy, wt, None, (3, 2), ((1, 0), (0, 2)), (1, 1), groups=2, dilation=1)
-    want = loop_conv_transpose(x, wt, None, (3, 2), ((1, 0), (0, 2)), (1, 1), 1, 2)
-    np.testing.assert_array_equal(client.compute(got, sync=True), want)
+    pads = ((2, 0), (1, 3))
+    lazy = da.from_array(x, chunks=(1, 3, 2, 4))
+    y = loop_conv(x, w, b, (2, 1), pads, (1, 2), groups=2)
+    gy = rng.integers(-3, 4, y.shape)
     values, indices = loop_max_pool(x, (3, 2), (2, 2), (1, 1), (1, 2), True)
-    got_values, got_indices = ic.max_pool(lazy, (3, 2), (2, 2), (1, 1), (1, 2), True, True)
-    np.testing.assert_array_equal(client.compute(got_values, sync=True), values)
-    np.testing.assert_array_equal(client.compute(got_indices, sync=True), indices)
     g = rng.integers(-3, 4, values.shape)
-    got = ic.max_pool_backward(da.from_array(g, chunks=1), lazy, (3, 2), (2, 2), (1, 1), (1, 2), True)
-    np.testing.assert_array_equal(client.compute(got, sync=True), loop_max_pool_backward(g, x.shape, indices))
-    mean = ic.avg_pool(lazy.astype(float), (3, 3), (2, 1), (1, 1), True, False)
-    np.testing.assert_allclose(
-        client.compute(mean, sync=True), loop_avg_pool(x.astype(float), (3, 3), (2, 1), (1, 1), True, False)
+    expected = [
+        y,
+        *loop_conv_grads(gy, x, w, (2, 1), pads, (1, 2), 2),
+        loop_conv_transpose(x, wt, None, (3, 2), ((1, 0), (0, 2)), (1, 1), 1, 2),
+        values,
+        indices,
+        loop_max_pool_backward(g, x.shape, indices),
+        loop_avg_pool(x.astype(float), (3, 3), (2, 1), (1, 1), True, False),
+    ]
+    lazy_values, lazy_indices = ic.max_pool(lazy, (3, 2), (2, 2), (1, 1), (1, 2), True, True)
+    got = client.compute(
+        [
+            ic.conv(lazy, w, b, (2, 1), pads, (1, 2), groups=2),
+            *ic.conv_backward(da.from_array(gy, chunks=2), lazy, w, (2, 1), pads, (1, 2), groups=2),
+            ic.conv_transpose(lazy, wt, None, (3, 2), ((1, 0), (0, 2)), (1, 1), groups=2, dilation=1),
+            lazy_values,
+            lazy_indices,
+            ic.max_pool_backward(da.from_array(g, chunks=2), lazy, (3, 2), (2, 2), (1, 1), (1, 2), True),
+            ic.avg_pool(lazy.astype(float), (3, 3), (2, 1), (1, 1), True, False),
+        ],
+        sync=True,
     )
+    for value, want in zip(got, expected):
+        np.testing.assert_allclose(value, want, rtol=1e-12, atol=0)
 
 
 def test_integers_past_float64_stay_exact(client):
