@@ -9,7 +9,8 @@ imports Dask, which ``import im2col_conv`` never does.
 """
 
 from ._conv import conv, conv_backward, conv_transpose
-from ._pool import avg_pool, avg_pool_backward, max_pool, max_pool_backward
+from ._pool import avg_pool, max_pool
+from ._pool_backward import avg_pool_backward, max_pool_backward
 
 __all__ = [
     "avg_pool",
