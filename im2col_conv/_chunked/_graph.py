@@ -99,7 +99,9 @@ def exact_sum(parts: list[NDArray[Any]], dtype: np.dtype[Any] | None = None) -> 
         if flat.size and (min(flat) < info.min or max(flat) > info.max):
             raise OverflowError(f"the exact gradient, summed over chunks, leaves the {dtype} range")
         return np.asarray(total, dtype=object).astype(dtype)
-    result: NDArray[Any] = np.add.reduce(parts)
+    # float16 partial sums are added in float32 and rounded once, as one call does.
+    wide = np.result_type(parts[0].dtype, np.float32)
+    result: NDArray[Any] = np.add.reduce([p.astype(wide, copy=False) for p in parts])
     return result if dtype is None else result.astype(dtype, copy=False)
 
 
