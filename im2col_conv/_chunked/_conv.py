@@ -80,7 +80,21 @@ def conv(
     *,
     workspace: int,
 ) -> da.Array:
-    """`conv` of a Dask array: a lazy Dask array, chunked along batch and spatial axes."""
+    """`conv` of a Dask array: a lazy Dask array, chunked along batch and spatial axes.
+
+    Parameters
+    ----------
+    input : dask.array.Array, shape (N, C_in, *spatial) or (C_in, *spatial)
+        Chunked in any way; the channel axis is rechunked to one chunk.
+    weight, bias, stride, padding, dilation, groups, workspace
+        As for `conv`; ``workspace`` bounds the temporaries of each task.
+
+    Returns
+    -------
+    dask.array.Array, shape (N, C_out, *out_spatial) or (C_out, *out_spatial)
+        Along each spatial axis, block ``j`` holds the windows that start in
+        input chunk ``j`` (merged while shorter than their halo).
+    """
     check_workspace(workspace)
     w, b = _weight(weight), small(bias, "bias")
     x = as_dask(input, "input")
@@ -134,7 +148,29 @@ def conv_backward(
     columns: object,
     workspace: int,
 ) -> ConvGrads:
-    """`conv_backward` with Dask arrays: three lazy Dask arrays, computed together by `dask.compute`."""
+    """`conv_backward` with Dask arrays: three lazy Dask arrays, computed together by `dask.compute`.
+
+    Parameters
+    ----------
+    grad_output : dask.array.Array or array_like, shape of the forward output
+        Rechunked to the blocks of the forward output.
+    input : dask.array.Array or array_like, shape (N, C_in, *spatial) or (C_in, *spatial)
+    weight, stride, padding, dilation, groups, workspace
+        As for `conv_backward`.
+    columns : None
+        Only None: the column matrix is never kept whole.
+
+    Returns
+    -------
+    ConvGrads of dask.array.Array
+        The input gradient chunked like ``input`` (one channel chunk), and the
+        weight and bias gradients in one chunk each, tree sums over the blocks.
+
+    Raises
+    ------
+    TypeError
+        If ``columns`` is given.
+    """
     if columns is not None:
         raise TypeError("columns cannot be given with Dask arrays: the column matrix is never kept whole")
     check_workspace(workspace)
@@ -210,7 +246,21 @@ def conv_transpose(
     *,
     workspace: int,
 ) -> da.Array:
-    """`conv_transpose` of a Dask array: a lazy Dask array, chunked along batch and spatial axes."""
+    """`conv_transpose` of a Dask array: a lazy Dask array, chunked along batch and spatial axes.
+
+    Parameters
+    ----------
+    input : dask.array.Array, shape (N, C_in, *spatial) or (C_in, *spatial)
+        Its spatial chunks are the blocks (merged while shorter than their halo).
+    weight, bias, stride, padding, output_padding, groups, dilation, workspace
+        As for `conv_transpose`.
+
+    Returns
+    -------
+    dask.array.Array, shape (N, C_out, *out_spatial) or (C_out, *out_spatial)
+        Its chunks start where the blocks' slabs start; each adds the slabs
+        that overlap it.
+    """
     check_workspace(workspace)
     w, b = _weight(weight), small(bias, "bias")
     x = as_dask(input, "input")

@@ -21,7 +21,7 @@ __all__ = ["as_dask", "batched", "grad_like", "small"]
 
 
 def as_dask(value: object, name: str) -> da.Array:
-    """``value`` as a Dask array; NumPy input becomes one chunk.
+    """``value`` as a Dask array; NumPy input is chunked by Dask's automatic rule.
 
     Raises
     ------

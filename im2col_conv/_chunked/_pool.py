@@ -134,7 +134,20 @@ def max_pool(
     *,
     workspace: int,
 ) -> Any:
-    """`max_pool` of a Dask array: lazy Dask arrays chunked like the input (batch, channels, space)."""
+    """`max_pool` of a Dask array: lazy Dask arrays chunked like the input (batch, channels, space).
+
+    Parameters
+    ----------
+    input : dask.array.Array, shape (N, C, *spatial) or (C, *spatial)
+    kernel_size, stride, padding, dilation, ceil_mode, return_indices, workspace
+        As for `max_pool`.
+
+    Returns
+    -------
+    output : dask.array.Array, shape (N, C, *out) or (C, *out)
+    indices : dask.array.Array of int64, only with return_indices
+        Flat indices in the whole input's plane, as one call gives.
+    """
     x = as_dask(input, "input")
     args = (kernel_size, stride, padding, dilation, ceil_mode, return_indices)
 
@@ -190,7 +203,18 @@ def avg_pool(
     *,
     workspace: int,
 ) -> da.Array:
-    """`avg_pool` of a Dask array: a lazy Dask array chunked like the input (batch, channels, space)."""
+    """`avg_pool` of a Dask array: a lazy Dask array chunked like the input (batch, channels, space).
+
+    Parameters
+    ----------
+    input : dask.array.Array, shape (N, C, *spatial) or (C, *spatial)
+    kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, workspace
+        As for `avg_pool`.
+
+    Returns
+    -------
+    dask.array.Array, shape (N, C, *out) or (C, *out)
+    """
     x = as_dask(input, "input")
     args = (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
 

@@ -98,6 +98,18 @@ def max_pool_backward(
 
     With ``indices``, the input's values are never read; without, every
     block finds its windows' winners again in its slab.
+
+    Parameters
+    ----------
+    grad_output : dask.array.Array or array_like, shape of the forward output
+        Rechunked to the blocks of the forward output.
+    input : dask.array.Array or array_like, shape (N, C, *spatial) or (C, *spatial)
+    kernel_size, stride, padding, dilation, ceil_mode, indices, workspace
+        As for `max_pool_backward`; ``indices`` may be a Dask array.
+
+    Returns
+    -------
+    dask.array.Array, shape of input
     """
     check_workspace(workspace)
     x = as_dask(input, "input")
@@ -202,7 +214,20 @@ def avg_pool_backward(
     *,
     workspace: int,
 ) -> da.Array:
-    """`avg_pool_backward` of a Dask array: a lazy Dask array, its chunks following ``grad_output``'s."""
+    """`avg_pool_backward` of a Dask array: a lazy Dask array, its chunks following ``grad_output``'s.
+
+    Parameters
+    ----------
+    grad_output : dask.array.Array, shape of the forward output
+        Its chunks are the blocks (merged while shorter than their halo).
+    input_shape, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, workspace
+        As for `avg_pool_backward`.
+
+    Returns
+    -------
+    dask.array.Array, shape input_shape
+        Its chunks start where the blocks' slabs start.
+    """
     check_workspace(workspace)
     gy = as_dask(grad_output, "grad_output")
     args = (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
