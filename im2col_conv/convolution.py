@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._dask_dispatch import chunked, is_dask
 from ._dtypes import compute_dtype, convert, max_abs
 from ._engine import Engine
 from ._operands import (
@@ -147,6 +148,8 @@ def conv(
     array([[[[ 54,  72],
              [144, 162]]]])
     """
+    if is_dask(input):  # the same arguments, by name, to the chunked version
+        return chunked().conv(**locals())  # type: ignore[no-any-return]
     ops = conv_operands(input, weight, bias, stride, padding, dilation, groups)
     engine = _engine(ops, workspace)
     if not _has_products(ops):
@@ -323,6 +326,8 @@ def conv_backward(
     >>> grads.bias
     array([4])
     """
+    if is_dask(grad_output, input):  # the same arguments, by name, to the chunked version
+        return chunked().conv_backward(**locals())  # type: ignore[no-any-return]
     ops = conv_operands(input, weight, None, stride, padding, dilation, groups, grad_output=grad_output)
     gy = grad_output_operand(grad_output, ops)
     engine = _engine(ops, workspace)
@@ -402,6 +407,8 @@ def conv_transpose(
            [1, 1, 2, 1, 1],
            [1, 1, 2, 1, 1]])
     """
+    if is_dask(input):  # the same arguments, by name, to the chunked version
+        return chunked().conv_transpose(**locals())  # type: ignore[no-any-return]
     ops = transpose_operands(input, weight, bias, stride, padding, output_padding, groups, dilation)
     if not _has_products(ops):
         size = (ops.x.shape[0], ops.weight.shape[1] * ops.groups, *ops.geometry.input_size)

@@ -1,13 +1,11 @@
 """Max and average pooling on the column matrix, N-D, with a col2im backward.
 
 Pooling reads the same windows as a convolution: the column matrix of
-`im2col`. Instead of multiplying it by a
-weight, max pooling takes the maximum of every column over the kernel rows
-of each channel, and average pooling their mean; the backward passes send
-each output gradient back through the rows it came from with the same
-col2im scatter-add as the convolution's backward. The column matrix is
-never materialised: its rows are strided slices of the input, reduced one
-kernel offset at a time (see `im2col_conv._pool_engine`).
+`im2col`. Instead of multiplying it by a weight, max pooling takes the
+maximum of every column over the kernel rows of each channel, and average
+pooling their mean; the backward passes send each output gradient back
+through the rows it came from with the convolution's col2im. The column matrix is never materialised: its rows are
+strided slices of the input, reduced one offset at a time (`_pool_engine`).
 
 The functions follow PyTorch's ``torch.nn.functional`` pooling functions,
 argument for argument, in any number of spatial dimensions. The number of
@@ -25,6 +23,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _pool_engine as engine
+from ._dask_dispatch import chunked, is_dask
 from ._pool_windows import pool_geometry
 from ._validation import (
     as_flag,
@@ -167,6 +166,8 @@ def max_pool(
     >>> max_pool(x, 2, ceil_mode=True, return_indices=True)
     (array([[[5, 2, 0]]]), array([[[1, 2, 4]]]))
     """
+    if is_dask(input):  # the same arguments, by name, to the chunked version
+        return chunked().max_pool(**locals())  # type: ignore[no-any-return]
     array = _input(input, "input", ordered=True)
     call = _windows(array.shape, kernel_size, stride, padding, dilation, ceil_mode, "input")
     want = as_flag(return_indices, "return_indices")
@@ -238,6 +239,8 @@ def max_pool_backward(
     >>> max_pool_backward(np.ones((1, 1, 3)), x, 2, stride=1)
     array([[[0., 2., 0., 1.]]])
     """
+    if is_dask(grad_output, input, indices):  # the same arguments, by name, to the chunked version
+        return chunked().max_pool_backward(**locals())  # type: ignore[no-any-return]
     array = _input(input, "input", ordered=True)
     call = _windows(array.shape, kernel_size, stride, padding, dilation, ceil_mode, "input")
     space = check_workspace(workspace)
@@ -329,6 +332,8 @@ def avg_pool(
     >>> avg_pool(x, 3, stride=2, padding=1, count_include_pad=False)
     array([[[3., 3., 1.]]])
     """
+    if is_dask(input):  # the same arguments, by name, to the chunked version
+        return chunked().avg_pool(**locals())  # type: ignore[no-any-return]
     array = _input(input, "input", ordered=False)
     call = _windows(array.shape, kernel_size, stride, padding, 1, ceil_mode, "input")
     include = as_flag(count_include_pad, "count_include_pad")
@@ -396,6 +401,8 @@ def avg_pool_backward(
     >>> avg_pool_backward(np.ones((1, 1, 2)), (1, 1, 4), 3, stride=1)
     array([[[0.33333333, 0.66666667, 0.66666667, 0.33333333]]])
     """
+    if is_dask(grad_output):  # the same arguments, by name, to the chunked version
+        return chunked().avg_pool_backward(**locals())  # type: ignore[no-any-return]
     if not is_sequence(input_shape):
         raise TypeError(f"input_shape must be a sequence of ints, got {input_shape!r}")
     shape = tuple(as_int(n, "input_shape") for n in input_shape)  # type: ignore[union-attr]
