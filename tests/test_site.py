@@ -116,7 +116,9 @@ def test_the_page_never_scrolls_sideways(survey, path, width):
 @pytest.mark.parametrize("path", PAGES)
 def test_every_code_block_fits_its_box(survey, path, width):
     clipped = survey[path, width]["code"]
-    assert clipped == [], f"{len(clipped)} code blocks scroll sideways; first (scroll, box, line): {clipped[0]}"
+    assert clipped == [], (
+        f"{len(clipped)} code blocks scroll sideways; first (scroll, box, line): {clipped[0]}"
+    )
 
 
 @pytest.mark.parametrize("width", WIDTHS)
@@ -185,7 +187,8 @@ def test_search_finds_the_pytorch_names(browser, server, name):
         # The index loads in a worker: wait until the results name the page, or time out.
         found = page.wait_for_function(
             """() => [...document.querySelectorAll('.md-search-result__item a.md-search-result__link')]
-                .map(a => a.href).filter(h => new URL(h).pathname.replace(/\\/$/, '').endsWith('/pytorch')).length > 0""",
+                .map(a => new URL(a.href).pathname.replace(/\\/$/, ''))
+                .filter(path => path.endsWith('/pytorch')).length > 0""",
             timeout=20_000,
         )
         assert found.json_value(), name

@@ -71,7 +71,7 @@ def _spec(geometry: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def library_sets(geometry: tuple[Any, ...]) -> dict[str, Any]:
     """The explorer's index sets, from the library's public functions only."""
     size, kernel, stride, padding, dilation, channels = geometry
