@@ -29,7 +29,7 @@ FIGURE = Path(__file__).parent / "figures" / "performance.svg"
 
 def _label(row: dict[str, Any]) -> str:
     """A layer's short name: channels in and out, size, kernel and stride."""
-    n, c_in, h, w, c_out, k, stride, _ = row["shape"]
+    _, c_in, h, w, c_out, k, stride, _pad = row["shape"]
     step = f" /{stride}" if stride > 1 else ""
     return f"{c_in}\u2192{c_out}\n{h}\u00d7{w}\n{k}\u00d7{k}{step}"
 
