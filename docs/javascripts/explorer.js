@@ -221,7 +221,7 @@
       var text = cell in owner ? String(owner[cell]) : "";
       return [text, { "data-kind": "map", "data-index": cell, "class": "ex-cell" + (text ? " ex-live" : "") }];
     }));
-    var rot = panel("rotated kernel (dilated by " + g.dilation.join(",") + ")", "the number is the kernel offset");
+    var rot = panel("rotated kernel (taps " + g.dilation.join(",") + " apart on the map)", "the number is the kernel offset");
     rot.appendChild(grid(g.kernel, function (at) {
       var m = flatten(at, g.kernel);
       var original = at.map(function (v, d) { return g.kernel[d] - 1 - v; });
