@@ -7,7 +7,9 @@ Run from the repository root (needs the ``docs`` extra)::
 Every figure is computed, not drawn by hand: the column picture comes from
 ``im2col``, the dilated and padded gradient from ``direct.dilate`` and
 ``direct.pad``, the two input-gradient computations from ``col2im`` and from
-``direct.rot180`` plus a stride-1 correlation. The SVG files are written to
+``direct.rot180`` plus a stride-1 correlation; the generalisations (padding,
+dilation, groups, a 3-D rotation) from ``conv_backward``, ``direct.dilate``,
+``direct.rot180`` and a grouped ``conv``. The SVG files are written to
 ``docs/figures/`` (or ``--out DIR``) and are byte-identical from one run to
 the next.
 
@@ -288,6 +290,173 @@ def side_by_side_figure(plt: Any) -> Path:
     return path
 
 
+def _strip(
+    ax: Any,
+    values: Sequence[Any],
+    y: float,
+    *,
+    fill: Sequence[str] | None = None,
+    x0: float = 0.0,
+    label: str | None = None,
+    fontsize: float = 10,
+) -> None:
+    """One row of cells at height ``y`` (1-D arrays), with a label on the left."""
+    row = np.array([list(values)], dtype=object)
+    colours = None if fill is None else np.array([list(fill)], dtype=object)
+    _grid(ax, row, origin=(x0, y), fill=colours, fontsize=fontsize)
+    if label:
+        ax.text(x0 - 0.3, y - 0.5, label, ha="right", va="center", fontsize=fontsize)
+
+
+def _window(ax: Any, start: int, taps: Sequence[int], y: float, colour: str, x0: float = 0.0) -> None:
+    """Dots under the cells a window reads, joined by a line: its taps."""
+    xs = [x0 + start + t + 0.5 for t in taps]
+    ax.plot(xs, [y] * len(xs), color=colour, linewidth=1.6, marker="o", markersize=5)
+
+
+def _new(plt: Any, width: float, height: float) -> tuple[Any, Any]:
+    fig, ax = plt.subplots(figsize=(width, height))
+    ax.set_axis_off()
+    ax.set_aspect("equal")
+    return fig, ax
+
+
+def padding_figure(plt: Any) -> Path:
+    """Padding: formula (8) gives the gradient of the padded input; the padding is cropped."""
+    import im2col_conv as ic
+    from im2col_conv import direct
+
+    n, k, s, p = 5, 3, 2, 1
+    ones = np.ones((1, 1, ic.output_size(n, k, stride=s, padding=p)[0]), dtype=int)
+    x, w = np.zeros((1, 1, n), dtype=int), np.ones((1, 1, k), dtype=int)
+    via_columns = ic.conv_backward(ones, x, w, stride=s, padding=p).input[0, 0]
+    # Formula (8) on the padded input, before the crop: the same call with no padding.
+    padded = direct.conv_backward(ones, np.zeros((1, 1, n + 2 * p), dtype=int), w, stride=s).input[0, 0]
+    if not np.array_equal(padded[p:-p], via_columns):
+        raise AssertionError("cropping the padded input's gradient does not give the input gradient")
+    fig, ax = _new(plt, 7.4, 3.3)
+    grey = [GREY if i < p or i >= n + p else "white" for i in range(n + 2 * p)]
+    labels = ["0"] * p + [f"x{i}" for i in range(n)] + ["0"] * p
+    _strip(ax, labels, 0, fill=grey, label="padded input")
+    for o in range(ones.shape[-1]):
+        _window(ax, o * s, range(k), -1.3 - 0.3 * o, COLOURS[o])
+    ax.text(n + 2 * p + 0.3, -1.6, "windows of the\nthree outputs", ha="left", va="center", fontsize=9)
+    _strip(ax, padded, -2.4, fill=grey, label="(8) on the padded input")
+    _strip(ax, via_columns, -4.0, x0=p, label="cropped: input gradient")
+    for edge in (0, n + 2 * p - 1):
+        ax.plot([edge + 0.15, edge + 0.85], [-3.25, -2.55], color="#d62728", linewidth=1.4)
+    ax.set_xlim(-5.2, n + 2 * p + 2.6)
+    ax.set_ylim(-5.3, 1.0)
+    path = _save(fig, "padding_1d_n5_k3_s2_p1.svg")
+    plt.close(fig)
+    return path
+
+
+def dilation_figure(plt: Any) -> Path:
+    """Dilation: the taps spread out, and formula (8) uses the dilated, rotated kernel."""
+    import im2col_conv as ic
+    from im2col_conv import direct
+
+    n, k, s, d = 7, 3, 1, 2
+    out = ic.output_size(n, k, stride=s, dilation=d)[0]
+    kernel = np.arange(1, k + 1).reshape(1, 1, k)
+    rotated = direct.rot180(direct.dilate(kernel, d))[0, 0]
+    extent = d * (k - 1) + 1
+    fig, ax = _new(plt, 7.4, 3.4)
+    _strip(ax, [f"x{i}" for i in range(n)], 0, label="input")
+    for o in range(out):
+        _window(ax, o * s, [t * d for t in range(k)], -1.3 - 0.3 * o, COLOURS[o % len(COLOURS)])
+    ax.text(n + 0.3, -1.7, f"window o reads\no, o + {d}, o + {2 * d}", ha="left", va="center", fontsize=9)
+    _strip(ax, [f"w{t}" for t in range(k)], -3.0, label="kernel")
+    labels = ["0" if v == 0 else f"w{v - 1}" for v in rotated]
+    fill = [GREY if v == 0 else COLOURS[1] + "40" for v in rotated]
+    _strip(ax, labels, -4.4, fill=fill, label="dilated, rotated")
+    ax.text(
+        extent + 0.3,
+        -4.9,
+        f"span d(k {MINUS} 1) + 1 = {extent}:\npad the gradient by {extent - 1}",
+        ha="left",
+        va="center",
+        fontsize=9,
+    )
+    ax.set_xlim(-4.0, n + 3.2)
+    ax.set_ylim(-5.8, 1.0)
+    path = _save(fig, "dilation_1d_n7_k3_d2.svg")
+    plt.close(fig)
+    return path
+
+
+def groups_figure(plt: Any) -> Path:
+    """Groups: the kernel matrix over all channels is block-diagonal."""
+    import im2col_conv as ic
+
+    c_in, c_out, k, groups = 4, 4, 3, 2
+    x = np.arange(1, c_in * 5 + 1).reshape(1, c_in, 5)
+    weight = np.ones((c_out, c_in // groups, k), dtype=int)
+    # The grouped layer's kernel over all channels: each output channel's weights on its
+    # group's input channels, zeros elsewhere; checked against the library's grouped forward.
+    dense = np.zeros((c_out, c_in * k), dtype=int)
+    per = c_in // groups
+    for d in range(c_out):
+        g = d // (c_out // groups)
+        dense[d, g * per * k : (g + 1) * per * k] = weight[d].ravel()
+    full = np.zeros((c_out, c_in, k), dtype=int)
+    full.reshape(c_out, -1)[:] = dense
+    if not np.array_equal(ic.conv(x, weight, groups=groups), ic.conv(x, full)):
+        raise AssertionError("the block-diagonal kernel is not the grouped layer")
+    fig, ax = _new(plt, 7.4, 2.9)
+    fill = np.where(
+        dense != 0, np.array([COLOURS[d // 2] + "55" for d in range(c_out)], dtype=object)[:, None], "white"
+    )
+    labels = np.where(dense != 0, "w", "0")
+    _grid(ax, dense, fill=fill, labels=labels, fontsize=9)
+    for c in range(c_in):
+        ax.text(c * k + k / 2, 0.3, f"input channel {c}", ha="center", va="bottom", fontsize=8)
+    for d in range(c_out):
+        ax.text(-0.3, -d - 0.5, f"out {d}", ha="right", va="center", fontsize=8)
+    ax.text(
+        c_in * k / 2,
+        -c_out - 0.4,
+        f"W: {c_out} {TIMES} ({c_in} channels {TIMES} {k} offsets), groups = 2",
+        ha="center",
+        va="top",
+        fontsize=9,
+    )
+    ax.set_xlim(-2.0, c_in * k + 0.3)
+    ax.set_ylim(-c_out - 1.4, 1.2)
+    path = _save(fig, "groups_1d_c4_g2.svg")
+    plt.close(fig)
+    return path
+
+
+def nd_figure(plt: Any) -> Path:
+    """N-D: the rotation flips every spatial axis; a 2x2x2 kernel as two slices."""
+    from im2col_conv import direct
+
+    kernel = np.arange(1, 9).reshape(1, 1, 2, 2, 2)
+    rotated = direct.rot180(kernel)
+    fig, ax = _new(plt, 7.4, 2.4)
+    for side, (array, name) in enumerate(((kernel, "kernel"), (rotated, "rot180(kernel)"))):
+        x0 = side * 7.0
+        ax.text(x0 + 2.5, 1.3, name, ha="center", va="bottom", fontsize=11)
+        for depth in range(2):
+            _grid(ax, array[0, 0, depth], origin=(x0 + depth * 3.0, 0.0), title=f"slice {depth}", fontsize=9)
+    ax.annotate(
+        "",
+        xy=(6.6, -1.0),
+        xytext=(5.4, -1.0),
+        arrowprops={"arrowstyle": "->", "linewidth": 1.4, "color": "#333333"},
+    )
+    ax.text(
+        6.5, -2.6, "slices in reverse order, each turned by 180 degrees", ha="center", va="top", fontsize=9
+    )
+    ax.set_xlim(-0.3, 12.3)
+    ax.set_ylim(-3.2, 2.2)
+    path = _save(fig, "rot180_3d_k2.svg")
+    plt.close(fig)
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     global _output
     parser = argparse.ArgumentParser(
@@ -300,7 +469,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     plt = _setup()
     _output.mkdir(parents=True, exist_ok=True)
-    for make in (columns_figure, dilate_pad_figure, side_by_side_figure):
+    makers = (columns_figure, dilate_pad_figure, side_by_side_figure, padding_figure, dilation_figure)
+    for make in (*makers, groups_figure, nd_figure):
         print(make(plt))
     return 0
 

@@ -9,8 +9,8 @@ Writes ``docs/figures/performance.svg``: for every layer of the suite, the
 forward and backward time as a multiple of the ideal matrix-product time
 (the roofline ratio; 1.0 is the ceiling), the ratio to PyTorch when the JSON
 has it, and the speed-up over the textbook method. Reruns on the same JSON
-give the same file. Prints the results as the Markdown table of
-``docs/performance.md``.
+give the same file. Prints the short table of ``docs/performance.md``, then
+the table of every measured column (``benchmarks/results/history.md``).
 
 Exit status: 0 when the figure is written, 2 for bad arguments.
 """
@@ -27,61 +27,99 @@ from typing import Any
 FIGURE = Path(__file__).parent / "figures" / "performance.svg"
 
 
+def _label(row: dict[str, Any]) -> str:
+    """A layer's short name: channels in and out, size, kernel and stride."""
+    _, c_in, h, w, c_out, k, stride, _pad = row["shape"]
+    step = f" /{stride}" if stride > 1 else ""
+    return f"{c_in}\u2192{c_out}\n{h}\u00d7{w}\n{k}\u00d7{k}{step}"
+
+
 def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams["svg.hashsalt"] = "im2col_conv"
+    # Sized to be shown at the page's full width (about 8 inches) with labels of
+    # the body text's size.
+    plt.rcParams.update({"svg.hashsalt": "im2col_conv", "font.size": 11, "font.family": "DejaVu Sans"})
     dtypes = sorted({row["dtype"] for row in results["rows"]})
     has_torch = any("total_vs_torch" in row for row in results["rows"])
-    columns = 2 if has_torch else 1
-    fig, axes = plt.subplots(len(dtypes), columns, figsize=(6.5 * columns, 3.2 * len(dtypes)), squeeze=False)
-    for i, dtype in enumerate(dtypes):
+    panels = [
+        (dtype, kind) for dtype in dtypes for kind in (("ratios",) if has_torch else ()) + ("roofline",)
+    ]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8.0, 3.3 * len(panels)), squeeze=False)
+    for ax, (dtype, kind) in zip(axes[:, 0], panels):
         rows = [row for row in results["rows"] if row["dtype"] == dtype]
-        labels = [",".join(map(str, row["shape"])) for row in rows]
-        positions = range(len(rows))
-        ax = axes[i][0]
-        bars = [("forward", "forward_roofline"), ("backward", "backward_roofline")]
-        bars.append(("matrix product alone", "shape_gemm_roofline"))
-        for shift, (label, key) in zip((-0.27, 0.0, 0.27), bars):
-            values = [row.get(key, float("nan")) for row in rows]
-            ax.bar([p + shift for p in positions], values, 0.27, label=label)
-        ax.set_yscale("log")
-        ax.axhline(1.0, color="black", linewidth=0.8)
-        ax.axhline(1.3, color="grey", linewidth=0.8, linestyle="--")
-        ax.set_title(f"{dtype}: time / large-GEMM time of the same FLOPs (log scale)")
-        ax.set_xticks(list(positions), labels, rotation=30, ha="right", fontsize=7)
-        ax.legend(fontsize=8)
-        if has_torch:
-            ax = axes[i][1]
+        positions = list(range(len(rows)))
+        if kind == "roofline":
+            bars = [
+                ("forward", "forward_roofline"),
+                ("backward", "backward_roofline"),
+                ("matrix products alone", "shape_gemm_roofline"),
+            ]
+            for shift, (label, key) in zip((-0.27, 0.0, 0.27), bars):
+                values = [row.get(key, float("nan")) for row in rows]
+                ax.bar([p + shift for p in positions], values, 0.27, label=label)
+            ax.set_yscale("log")
+            top = max(row.get(key, 1.0) for row in rows for _, key in bars)
+            ax.set_ylim(0.8, top * 5)  # room for the legend above the bars
+            ax.axhline(1.0, color="black", linewidth=0.8)
+            ax.set_title(f"{dtype}: time over a large matrix product's time for the same FLOPs")
+            ax.set_ylabel("ratio (log scale)")
+        else:
             ratios = [row.get("total_vs_torch", float("nan")) for row in rows]
-            ax.bar([p - 0.2 for p in positions], ratios, 0.4, color="tab:green", label="our time / PyTorch's")
             textbook = [
-                (row["textbook_forward_ms"] + row["textbook_backward_ms"])
-                / (row["forward_ms"] + row["backward_ms"])
+                (row["forward_ms"] + row["backward_ms"])
+                / (row["textbook_forward_ms"] + row["textbook_backward_ms"])
                 if "textbook_forward_ms" in row
                 else float("nan")
                 for row in rows
             ]
-            ax.bar(
-                [p + 0.2 for p in positions], textbook, 0.4, color="tab:purple", label="textbook time / ours"
-            )
+            ax.bar([p - 0.2 for p in positions], ratios, 0.4, color="tab:green", label="ours / PyTorch")
+            ax.bar([p + 0.2 for p in positions], textbook, 0.4, color="tab:purple", label="ours / textbook")
+            ax.set_ylim(0, max(ratios + textbook) * 1.35)  # room for the legend
             ax.axhline(1.0, color="black", linewidth=0.8)
-            ax.axhline(1.15, color="grey", linewidth=0.8, linestyle="--")
-            ax.set_title(f"{dtype}: forward + backward, ratios")
-            ax.legend(fontsize=8)
-            ax.set_xticks(list(positions), labels, rotation=30, ha="right", fontsize=7)
-    fig.text(0.01, 0.01, "layers: N,C_in,H,W,C_out,k,stride,pad", fontsize=7)
-    fig.tight_layout()
+            ax.set_title(f"{dtype}: forward + backward time, ratio (below 1: ours is faster)")
+            ax.set_ylabel("time ratio")
+        ax.set_xticks(positions, [_label(row) for row in rows], fontsize=9.5)
+        ax.legend(fontsize=9.5, loc="upper center", ncol=3, framealpha=0.9)
+        ax.margins(x=0.01)
+    fig.text(
+        0.01, 0.005, "layers: input channels \u2192 output channels, image size, kernel, stride", fontsize=9
+    )
+    fig.tight_layout(rect=(0, 0.015, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="svg", metadata={"Date": None})
     plt.close(fig)
 
 
+def summary_table(results: dict[str, Any]) -> str:
+    """The results as the short Markdown table the performance page opens with."""
+    lines = [
+        "| layer | N | dtype | ours f+b ms | PyTorch f+b ms | ours / PyTorch | ours / textbook "
+        "| peak MiB (columns) |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in results["rows"]:
+        n, c_in, h, w, c_out, k, stride, _ = row["shape"]
+        ours = row["forward_ms"] + row["backward_ms"]
+        torch = row.get("torch_forward_ms", 0.0) + row.get("torch_backward_ms", 0.0)
+        vs_torch = f"{row['total_vs_torch']:.2f}" if "total_vs_torch" in row else "-"
+        textbook = "-"
+        if "textbook_forward_ms" in row:
+            textbook = f"{ours / (row['textbook_forward_ms'] + row['textbook_backward_ms']):.2f}"
+        peak = max(row["forward_peak_bytes"], row["backward_peak_bytes"]) / 2**20
+        layer = f"{c_in}\u2192{c_out}, {h}\u00d7{w}, {k}\u00d7{k}" + (f" /{stride}" if stride > 1 else "")
+        lines.append(
+            f"| {layer} | {n} | {row['dtype']} | {ours:.1f} | {f'{torch:.1f}' if torch else '-'} "
+            f"| {vs_torch} | {textbook} | {peak:.1f} ({row['column_matrix_bytes'] / 2**20:.0f}) |"
+        )
+    return "\n".join(lines)
+
+
 def markdown_table(results: dict[str, Any]) -> str:
-    """The results as the Markdown table of the performance page."""
+    """Every measured column as one Markdown table (the results file's)."""
     lines = [
         "| dtype | layer (N, C_in, H, W, C_out, k, s, p) | forward ms | backward ms | roofline f / b "
         "| textbook f / b ms | speed-up over textbook f / b | PyTorch f / b ms | ours / PyTorch f / b / f+b "
@@ -123,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with open(args.results) as handle:
         results = json.load(handle)
     plot(results, args.out)
+    print(summary_table(results))
+    print()
     print(markdown_table(results))
     print(f"\nwrote {args.out}", file=sys.stderr)
     return 0
