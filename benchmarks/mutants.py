@@ -32,14 +32,14 @@ MUTANTS = [
     (
         "multi-sample tiles: output transposed wrongly",
         "_engine.py",
-        "np.copyto(target, product.reshape(c_out, nb, *tile_out).swapaxes(0, 1))",
-        "np.copyto(target, product.reshape(nb, c_out, *tile_out))",
+        "result = product.reshape(c_out, nb, *tile_out).swapaxes(0, 1)",
+        "result = product.reshape(nb, c_out, *tile_out)",
     ),
     (
         "multi-sample tiles: gradient copied batch-first",
         "_engine.py",
-        "np.copyto(delta_t.reshape(c_out, *rows.shape[:1], *rows.shape[2:]), rows.swapaxes(0, 1))",
-        "np.copyto(delta_t.reshape(*rows.shape[:1], c_out, *rows.shape[2:]), rows)",
+        "np.copyto(target, rows.swapaxes(0, 1))",
+        "np.copyto(target.reshape(rows.shape), rows)",
     ),
     (
         "single-sample in-place tiles: band written at the start",
@@ -56,26 +56,27 @@ MUTANTS = [
     (
         "fused column gradient (>= 64 channels): offsets shifted",
         "_engine.py",
-        "_matmul(w_offsets[index], delta_t, out=products)",
-        "_matmul(w_offsets[index - 1], delta_t, out=products)",
+        "_matmul(offsets[index], delta_t, out=products)",
+        "_matmul(offsets[index - 1], delta_t, out=products)",
     ),
     (
         "kept columns with bands: band window ignored",
         "_engine.py",
-        "return kept[_EVERY + (slice(None),) + tile.window].reshape(g, rows, -1)",
-        "return kept[_EVERY + (slice(None),)].reshape(g, rows, -1)[:, :, : tile.geometry.output_volume]",
+        "block: NDArray[Any] = kept[key].reshape(g, kept.shape[1] * volume, -1)",
+        "block: NDArray[Any] = kept[:, :, :, :].reshape(g, kept.shape[1] * volume, -1)"
+        "[:, :, : tile.geometry.output_volume]",
     ),
     (
         "pointwise path, N > 1: first sample only",
-        "_engine.py",
-        "grad_w_t += _matmul(columns, delta_c.swapaxes(2, 3)).sum(axis=0)",
-        "grad_w_t += _matmul(columns, delta_c.swapaxes(2, 3))[0]",
+        "_pointwise.py",
+        "grad_w_t += matmul(columns, delta_c.swapaxes(2, 3)).sum(axis=0)",
+        "grad_w_t += matmul(columns, delta_c.swapaxes(2, 3))[0]",
     ),
     (
-        "complex dtypes: weight gradient of unconjugated columns",
-        "_operands.py",
-        "return ops._replace(x=np.conj(ops.x), weight=np.conj(ops.weight))",
-        "return ops._replace(weight=np.conj(ops.weight))",
+        "complex dtypes: gradients not conjugated",
+        "convolution.py",
+        'conjugate=ops.compute.kind == "c"',
+        "conjugate=False",
     ),
     (
         "scratch reuse: re-zeroed only when the padding changes",
@@ -116,8 +117,8 @@ MUTANTS = [
     (
         "batch: bias gradient of the first sample only",
         "convolution.py",
-        "grad_b = gy.sum(axis=(0, *range(2, gy.ndim)), dtype=ops.compute)",
-        "grad_b = gy[:1].sum(axis=(0, *range(2, gy.ndim)), dtype=ops.compute)",
+        "return row_sums(per_sample.T).astype(ops.dtype, copy=False)",
+        "return row_sums(per_sample[:1].T).astype(ops.dtype, copy=False)",
     ),
 ]
 
