@@ -117,13 +117,17 @@ def scatter_add(
         buffer = allocate(lead + buffer_size)
     else:
         buffer = np.empty(lead + buffer_size, dtype=dtype)
-    buffer.fill(0)
     with phase("col2im"):
-        if blocks.by_window is not None and math.prod(grid) < geometry.kernel_volume:
+        if blocks.by_window is not None and buffer_size == geometry.kernel_size and math.prod(grid) == 1:
+            # One window reads every position once (global pooling): written, with no zeros to add to.
+            np.copyto(buffer, blocks.by_window((0,) * geometry.ndim))
+        elif blocks.by_window is not None and math.prod(grid) < geometry.kernel_volume:
+            buffer.fill(0)
             for position in itertools.product(*map(range, grid)):
                 sums = buffer[_receptive_field(geometry, position)]
                 sums += blocks.by_window(position)  # in place: no write-back of a copy
         else:
+            buffer.fill(0)
             for index, (offset, window) in enumerate(
                 zip(itertools.product(*map(range, geometry.kernel_size)), _offset_windows(geometry, grid))
             ):

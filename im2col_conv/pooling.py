@@ -4,8 +4,9 @@ Pooling reads the same windows as a convolution: the column matrix of
 `im2col`. Instead of multiplying it by a weight, max pooling takes the
 maximum of every column over the kernel rows of each channel, and average
 pooling their mean; the backward passes send each output gradient back
-through the rows it came from with the convolution's col2im. The column matrix is never materialised: its rows are
-strided slices of the input, reduced one offset at a time (`_pool_engine`).
+through the rows it came from with the convolution's col2im. The column
+matrix is never materialised: its rows are strided slices of the input,
+reduced one offset at a time (`_pool_engine`).
 
 The functions follow PyTorch's ``torch.nn.functional`` pooling functions,
 argument for argument, in any number of spatial dimensions. The number of

@@ -120,15 +120,21 @@ def test_fused_and_tall_column_gradients_equal_the_loops(case, fused, workspace)
 
 @pytest.fixture
 def window_loops(monkeypatch):
-    """Counts the col2im calls that loop over windows rather than kernel offsets."""
+    """Counts the column blocks col2im asks for by window rather than by kernel offset."""
     calls = []
-    real = _col2im._receptive_field
+    real = _col2im.array_blocks
 
-    def counted(geometry, position):
-        calls.append(position)
-        return real(geometry, position)
+    def counted(columns, ndim):
+        blocks = real(columns, ndim)
 
-    monkeypatch.setattr(_col2im, "_receptive_field", counted)
+        def by_window(position):
+            calls.append(position)
+            return blocks.by_window(position)
+
+        return _col2im.Blocks(blocks.by_offset, by_window)
+
+    monkeypatch.setattr(_col2im, "array_blocks", counted)
+    monkeypatch.setattr(_engine, "array_blocks", counted)
     return calls
 
 
