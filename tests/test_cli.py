@@ -19,6 +19,7 @@ ENTRY_POINTS = {
     "proof": [sys.executable, "-m", "im2col_conv.equivalence"],
     "benchmark": [sys.executable, str(ROOT / "benchmarks" / "bench.py")],
     "integer benchmark": [sys.executable, str(ROOT / "benchmarks" / "integers.py")],
+    "commit comparison": [sys.executable, str(ROOT / "benchmarks" / "compare_commits.py")],
     "overhead benchmark": [sys.executable, str(ROOT / "benchmarks" / "overhead.py")],
     "figures": [sys.executable, str(ROOT / "docs" / "make_figures.py")],
     "plot": [sys.executable, str(ROOT / "docs" / "plot_benchmark.py")],

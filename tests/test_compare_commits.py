@@ -10,7 +10,9 @@ _ROOT = Path(__file__).resolve().parent.parent
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("compare_commits", _ROOT / "benchmarks" / "compare_commits.py")
+    spec = importlib.util.spec_from_file_location(
+        "compare_commits", _ROOT / "benchmarks" / "compare_commits.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
