@@ -195,7 +195,9 @@ def format_table(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Exit status: 0 after the run, 1 when a worker fails, 2 for bad arguments.",
     )
     parser.add_argument("base", nargs="?")
     parser.add_argument("head", nargs="?")
